@@ -1,0 +1,117 @@
+//! What a probe saw on each node. Built by the `pg` crate, read by planners.
+
+use postgres_types::PgLsn;
+use std::collections::BTreeMap;
+
+/// Whether the server answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    /// Connection refused: nothing listens on the node's address.
+    Stopped,
+    /// No answer before the deadline, or the host could not be reached.
+    Unreachable,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Stopped => "stopped",
+            RunState::Unreachable => "unreachable",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObservedRole {
+    Primary,
+    Standby,
+    Unknown,
+}
+
+impl ObservedRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservedRole::Primary => "primary",
+            ObservedRole::Standby => "standby",
+            ObservedRole::Unknown => "unknown",
+        }
+    }
+}
+
+/// One row of `pg_stat_replication` on a sending server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Downstream {
+    pub application_name: String,
+    pub client_addr: Option<String>,
+    pub state: String,
+    pub sync_state: String,
+    pub replay_lsn: Option<PgLsn>,
+    pub flush_lsn: Option<PgLsn>,
+}
+
+/// One row of `pg_replication_slots`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slot {
+    pub name: String,
+    pub active: bool,
+    pub restart_lsn: Option<PgLsn>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeObservation {
+    pub name: String,
+    pub state: RunState,
+    pub role: ObservedRole,
+    pub timeline: Option<u32>,
+    /// Primary: current WAL write position. Standby: last replayed position.
+    pub lsn: Option<PgLsn>,
+    /// Standby: last received position (`pg_last_wal_receive_lsn`).
+    pub receive_lsn: Option<PgLsn>,
+    /// Standby: where its WAL receiver streams from.
+    pub upstream_host: Option<String>,
+    pub upstream_port: Option<u16>,
+    pub downstreams: Vec<Downstream>,
+    pub slots: Vec<Slot>,
+    pub synchronous_standby_names: Option<String>,
+    pub server_version: Option<String>,
+    /// Why the node could not be probed (connection error, deadline).
+    pub error: Option<String>,
+}
+
+impl NodeObservation {
+    pub fn unanswered(name: &str, state: RunState, error: impl Into<String>) -> Self {
+        NodeObservation {
+            name: name.to_string(),
+            state,
+            role: ObservedRole::Unknown,
+            timeline: None,
+            lsn: None,
+            receive_lsn: None,
+            upstream_host: None,
+            upstream_port: None,
+            downstreams: Vec::new(),
+            slots: Vec::new(),
+            synchronous_standby_names: None,
+            server_version: None,
+            error: Some(error.into()),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state == RunState::Running
+    }
+}
+
+/// Observations of all nodes of a cluster, by node name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    pub nodes: BTreeMap<String, NodeObservation>,
+}
+
+impl Observed {
+    pub fn get(&self, name: &str) -> Option<&NodeObservation> {
+        self.nodes.get(name)
+    }
+}

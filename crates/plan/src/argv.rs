@@ -1,0 +1,130 @@
+//! The exact command lines pgscale runs, built from plain values. Every
+//! argument is its own element: nothing is ever pasted into a shell string.
+
+use std::path::Path;
+
+/// Stands for the temporary 0600 file holding the admin password; the
+/// executor writes that file and substitutes its path.
+pub const PWFILE_TOKEN: &str = "{pwfile}";
+
+fn bin(bin_dir: &Path, prog: &str) -> String {
+    bin_dir.join(prog).display().to_string()
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+pub fn initdb(bin_dir: &Path, data_dir: &Path, admin_user: &str) -> Vec<String> {
+    vec![
+        bin(bin_dir, "initdb"),
+        "--pgdata".into(),
+        p(data_dir),
+        "--username".into(),
+        admin_user.into(),
+        format!("--pwfile={PWFILE_TOKEN}"),
+        // Only used until pgscale writes pg_hba.conf whole, before the first
+        // start; never `trust`.
+        "--auth=scram-sha-256".into(),
+        "--data-checksums".into(),
+        "--encoding=UTF8".into(),
+        "--no-locale".into(),
+        "--no-instructions".into(),
+    ]
+}
+
+/// The startup log goes next to the socket, outside the data directory, so a
+/// base copy of the data directory does not carry it.
+pub fn startup_log(socket_dir: &Path) -> String {
+    p(&socket_dir.join("postmaster.log"))
+}
+
+pub fn pg_ctl_start(bin_dir: &Path, data_dir: &Path, socket_dir: &Path, wait_secs: u64) -> Vec<String> {
+    vec![
+        bin(bin_dir, "pg_ctl"),
+        "start".into(),
+        "--pgdata".into(),
+        p(data_dir),
+        "--wait".into(),
+        "--timeout".into(),
+        wait_secs.to_string(),
+        "--log".into(),
+        startup_log(socket_dir),
+    ]
+}
+
+pub fn pg_ctl_stop(bin_dir: &Path, data_dir: &Path, mode: &str, wait_secs: u64) -> Vec<String> {
+    vec![
+        bin(bin_dir, "pg_ctl"),
+        "stop".into(),
+        "--pgdata".into(),
+        p(data_dir),
+        "--mode".into(),
+        mode.into(),
+        "--wait".into(),
+        "--timeout".into(),
+        wait_secs.to_string(),
+    ]
+}
+
+pub fn pg_ctl_restart(bin_dir: &Path, data_dir: &Path, socket_dir: &Path, wait_secs: u64) -> Vec<String> {
+    vec![
+        bin(bin_dir, "pg_ctl"),
+        "restart".into(),
+        "--pgdata".into(),
+        p(data_dir),
+        "--mode".into(),
+        "fast".into(),
+        "--wait".into(),
+        "--timeout".into(),
+        wait_secs.to_string(),
+        "--log".into(),
+        startup_log(socket_dir),
+    ]
+}
+
+pub fn pg_ctl_status(bin_dir: &Path, data_dir: &Path) -> Vec<String> {
+    vec![bin(bin_dir, "pg_ctl"), "status".into(), "--pgdata".into(), p(data_dir)]
+}
+
+/// psql as the admin user against a node, over TCP; the password comes from
+/// PGPASSFILE, never from argv.
+pub fn psql(bin_dir: &Path, host: &str, port: u16, user: &str, extra: &[String]) -> Vec<String> {
+    let mut v = vec![
+        bin(bin_dir, "psql"),
+        "--host".into(),
+        host.into(),
+        "--port".into(),
+        port.to_string(),
+        "--username".into(),
+        user.into(),
+        "--dbname".into(),
+        "postgres".into(),
+    ];
+    v.extend(extra.iter().cloned());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initdb_argv_has_checksums_scram_and_no_secret() {
+        let v = initdb(Path::new("/b"), Path::new("/d/pg1"), "postgres");
+        assert_eq!(v[0], "/b/initdb");
+        assert!(v.contains(&"--data-checksums".to_string()));
+        assert!(v.contains(&"--auth=scram-sha-256".to_string()));
+        assert!(v.contains(&format!("--pwfile={PWFILE_TOKEN}")));
+        assert!(!v.iter().any(|a| a.contains("trust")));
+    }
+
+    #[test]
+    fn start_waits_with_a_deadline() {
+        let v = pg_ctl_start(Path::new("/b"), Path::new("/d"), Path::new("/d.sock"), 30);
+        assert_eq!(
+            v,
+            ["/b/pg_ctl", "start", "--pgdata", "/d", "--wait", "--timeout", "30", "--log", "/d.sock/postmaster.log"]
+        );
+    }
+}

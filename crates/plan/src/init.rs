@@ -1,0 +1,174 @@
+//! `init`: create the primary of a new cluster. The plan holds only what is
+//! left to do, judged from the facts, so an interrupted init re-runs to the
+//! same end.
+
+use crate::steps::{Action, Ctx, Plan};
+use crate::validate::{DirState, NodeFacts};
+use crate::{argv, conf, hba};
+use model::{Inventory, Phase};
+
+/// What init found on the primary's host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitFacts {
+    pub dirs: NodeFacts,
+    /// PG_VERSION exists in the data directory.
+    pub initialized: bool,
+    /// The server answers.
+    pub running: bool,
+}
+
+pub fn plan_init(inv: &Inventory, ctx: &Ctx, f: &InitFacts) -> Plan {
+    let mut p = Plan::new(&inv.name, "init");
+    let Some(n) = inv.primary() else { return p };
+    let node = n.name.as_str();
+    p.push(
+        "",
+        "record",
+        Action::SaveInventory { phase: Phase::Initializing },
+        "record the intent first: an interrupted init can be re-run or destroyed",
+    );
+    for (verb, path, st) in [
+        ("data-dir", n.data_dir.clone(), f.dirs.data_dir),
+        ("socket-dir", n.socket_dir(), f.dirs.socket_dir),
+    ] {
+        match st {
+            DirState::Missing => p.push(
+                node,
+                verb,
+                Action::CreateDir { path, adopt: false },
+                format!("missing; created owned by {}", ctx.os_user),
+            ),
+            DirState::Empty => p.push(
+                node,
+                verb,
+                Action::CreateDir { path, adopt: true },
+                format!("exists and is empty; made mode 0700, owned by {}", ctx.os_user),
+            ),
+            // Not empty: ours from an interrupted run (validation refused
+            // anything else). Nothing to create.
+            DirState::NotEmpty | DirState::NotADirectory => {}
+        }
+    }
+    if !f.initialized {
+        p.push(
+            node,
+            "initdb",
+            Action::InitDb { argv: argv::initdb(&ctx.bin_dir, &n.data_dir, &inv.postgres.admin_user) },
+            "new data directory with checksums and a scram-sha-256 admin password",
+        );
+    }
+    if !f.running {
+        p.push(
+            node,
+            "conf",
+            Action::WriteFile {
+                path: n.data_dir.join("postgresql.auto.conf"),
+                mode: 0o600,
+                contents: conf::auto_conf(inv, n),
+            },
+            "settings a replicated cluster needs, written before the first start (later changes use ALTER SYSTEM)",
+        );
+        p.push(
+            node,
+            "hba",
+            Action::WriteFile {
+                path: n.data_dir.join("pg_hba.conf"),
+                mode: 0o600,
+                contents: hba::render(inv, &ctx.os_user, &ctx.peers),
+            },
+            "pg_hba generated whole: one scram-sha-256 line per peer address",
+        );
+        p.push(
+            node,
+            "start",
+            Action::Start { argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs) },
+            "start and wait until it accepts connections",
+        );
+    }
+    p.push(node, "check-hba", Action::CheckHba, "the server must read pg_hba.conf without errors");
+    p.push(
+        node,
+        "replication-role",
+        Action::EnsureRole { role: inv.postgres.replication_user.clone(), replication: true },
+        "standbys stream WAL as this role",
+    );
+    p.push("", "ready", Action::SaveInventory { phase: Phase::Ready }, "the cluster is created");
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::parse_inventory;
+
+    fn ctx() -> Ctx {
+        Ctx {
+            bin_dir: "/usr/lib/postgresql/15/bin".into(),
+            os_user: "postgres".into(),
+            peers: vec!["127.0.0.1".parse().unwrap()],
+            wait_secs: 60,
+        }
+    }
+
+    fn inv() -> Inventory {
+        parse_inventory(
+            "c.yaml",
+            "name: demo\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: 5501\n    data_dir: /d/pg1\n",
+        )
+        .unwrap()
+        .0
+    }
+
+    fn ids(p: &Plan) -> Vec<&str> {
+        p.steps.iter().map(|s| s.id.as_str()).collect()
+    }
+
+    #[test]
+    fn fresh_init_has_every_step_in_order() {
+        let f = InitFacts {
+            dirs: NodeFacts { data_dir: DirState::Missing, socket_dir: DirState::Missing, port_in_use: false },
+            initialized: false,
+            running: false,
+        };
+        let p = plan_init(&inv(), &ctx(), &f);
+        assert_eq!(
+            ids(&p),
+            [
+                "record",
+                "pg1:data-dir",
+                "pg1:socket-dir",
+                "pg1:initdb",
+                "pg1:conf",
+                "pg1:hba",
+                "pg1:start",
+                "pg1:check-hba",
+                "pg1:replication-role",
+                "ready"
+            ]
+        );
+    }
+
+    #[test]
+    fn rerun_after_start_holds_only_what_is_left() {
+        let f = InitFacts {
+            dirs: NodeFacts { data_dir: DirState::NotEmpty, socket_dir: DirState::NotEmpty, port_in_use: true },
+            initialized: true,
+            running: true,
+        };
+        let p = plan_init(&inv(), &ctx(), &f);
+        assert_eq!(ids(&p), ["record", "pg1:check-hba", "pg1:replication-role", "ready"]);
+    }
+
+    #[test]
+    fn rerun_after_initdb_adopts_nothing_and_skips_initdb() {
+        let f = InitFacts {
+            dirs: NodeFacts { data_dir: DirState::NotEmpty, socket_dir: DirState::Empty, port_in_use: false },
+            initialized: true,
+            running: false,
+        };
+        let p = plan_init(&inv(), &ctx(), &f);
+        assert!(!ids(&p).contains(&"pg1:initdb"));
+        assert!(ids(&p).contains(&"pg1:start"));
+        assert_eq!(p.steps[1].action, Action::CreateDir { path: "/d/pg1.sock".into(), adopt: true });
+    }
+}

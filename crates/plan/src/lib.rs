@@ -1,0 +1,18 @@
+//! Pure decisions: validation, the exact SQL/argv builders, the planners and
+//! the status report. Nothing here does I/O: every input is a plain value,
+//! so every rule is unit-tested without a database.
+
+pub mod apply_config;
+pub mod argv;
+pub mod conf;
+pub mod destroy;
+pub mod hba;
+pub mod init;
+pub mod load;
+pub mod steps;
+pub mod sql;
+pub mod status;
+pub mod validate;
+
+pub use load::{parse_inventory, Locations, Problem};
+pub use steps::{Action, Plan, Step};

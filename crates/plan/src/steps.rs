@@ -1,0 +1,190 @@
+//! Operations as data: a plan is an ordered list of steps, each naming its
+//! node, the exact command or SQL it runs, the guard that makes a re-run safe
+//! and a one-line reason. `--dry-run` prints exactly this.
+
+use model::Phase;
+use serde::Serialize;
+use std::fmt::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// What the planners need to know about the hosts, resolved before planning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ctx {
+    pub bin_dir: PathBuf,
+    pub os_user: String,
+    /// Addresses that may connect for replication and administration.
+    pub peers: Vec<IpAddr>,
+    /// Deadline for pg_ctl waits, in seconds.
+    pub wait_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Write the desired inventory to the home (atomically).
+    SaveInventory { phase: Phase },
+    /// Make a directory, mode 0700, owned by the OS user. `adopt`: it exists
+    /// and is empty; pgscale takes it over (and will only empty it later).
+    CreateDir { path: PathBuf, adopt: bool },
+    InitDb { argv: Vec<String> },
+    WriteFile { path: PathBuf, mode: u32, contents: String },
+    Start { argv: Vec<String> },
+    Stop { argv: Vec<String> },
+    Restart { argv: Vec<String> },
+    Sql { sql: String },
+    /// Create or update a role with the password kept in the home's secret
+    /// file (sent as a SCRAM verifier, never in clear text).
+    EnsureRole { role: String, replication: bool },
+    /// Refuse to go on if the server finds errors in pg_hba.conf.
+    CheckHba,
+    Reload,
+    /// Remove a directory pgscale created.
+    RemoveDir { path: PathBuf },
+    /// Remove what is inside a directory pgscale adopted empty.
+    EmptyDir { path: PathBuf },
+    /// Remove the cluster's record from the home.
+    ForgetCluster,
+}
+
+impl Action {
+    /// The guard that makes the step safe to run again.
+    pub fn guard(&self) -> &'static str {
+        match self {
+            Action::SaveInventory { .. } => "atomic rename: old or new, never half",
+            Action::CreateDir { .. } => "exists and empty: fix mode/owner only",
+            Action::InitDb { .. } => "PG_VERSION exists: skip",
+            Action::WriteFile { .. } => "whole-file atomic write",
+            Action::Start { .. } => "already running: skip",
+            Action::Stop { .. } => "not running: skip",
+            Action::Restart { .. } => "pg_ctl restart waits",
+            Action::Sql { .. } => "idempotent statement",
+            Action::EnsureRole { .. } => "exists: ALTER instead of CREATE",
+            Action::CheckHba => "read-only",
+            Action::Reload => "idempotent",
+            Action::RemoveDir { .. } => "missing: skip",
+            Action::EmptyDir { .. } => "missing or empty: skip",
+            Action::ForgetCluster => "missing: skip",
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        match self {
+            Action::SaveInventory { phase } => format!("save inventory (phase {phase:?})").to_lowercase(),
+            Action::CreateDir { path, adopt: false } => format!("create directory {} (0700)", path.display()),
+            Action::CreateDir { path, adopt: true } => format!("adopt empty directory {} (0700)", path.display()),
+            Action::InitDb { argv } | Action::Start { argv } | Action::Stop { argv } | Action::Restart { argv } => {
+                format!("run: {}", argv.join(" "))
+            }
+            Action::WriteFile { path, mode, contents } => {
+                format!("write {} ({} bytes, mode {:04o})", path.display(), contents.len(), mode)
+            }
+            Action::Sql { sql } => format!("sql: {sql}"),
+            Action::EnsureRole { role, replication } => format!(
+                "ensure role {role} ({}, password from the home's secret file)",
+                if *replication { "LOGIN REPLICATION" } else { "LOGIN SUPERUSER" }
+            ),
+            Action::CheckHba => "check pg_hba_file_rules for errors".into(),
+            Action::Reload => "sql: SELECT pg_reload_conf()".into(),
+            Action::RemoveDir { path } => format!("remove directory {}", path.display()),
+            Action::EmptyDir { path } => format!("empty directory {}", path.display()),
+            Action::ForgetCluster => "forget the cluster (remove its record from the home)".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Step {
+    /// Stable id: `<node>:<verb>`; journal entries and fault injection name it.
+    pub id: String,
+    /// The node it runs on; empty for steps on the home.
+    pub node: String,
+    pub action: Action,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    pub cluster: String,
+    pub operation: String,
+    /// After a failed step: go on with other nodes' steps (true), or stop.
+    pub keep_going: bool,
+    pub steps: Vec<Step>,
+    /// Things the user should know that are not steps (skipped nodes…).
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    pub fn new(cluster: &str, operation: &str) -> Self {
+        Plan {
+            cluster: cluster.into(),
+            operation: operation.into(),
+            keep_going: false,
+            steps: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, node: &str, verb: &str, action: Action, reason: impl Into<String>) {
+        let base = if node.is_empty() { verb.to_string() } else { format!("{node}:{verb}") };
+        // Ids stay unique when a verb repeats on a node.
+        let n = self.steps.iter().filter(|s| s.id == base || s.id.starts_with(&format!("{base}#"))).count();
+        let id = if n == 0 { base } else { format!("{base}#{}", n + 1) };
+        self.steps.push(Step { id, node: node.into(), action, reason: reason.into() });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The human-readable plan, as `--dry-run` prints it.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let n = self.steps.len();
+        let _ = writeln!(
+            s,
+            "Plan: {} of cluster {} ({} step{})",
+            self.operation,
+            self.cluster,
+            n,
+            if n == 1 { "" } else { "s" }
+        );
+        for (i, st) in self.steps.iter().enumerate() {
+            let node = if st.node.is_empty() { "-" } else { &st.node };
+            let _ = writeln!(s, "{:>3}. [{}] {}", i + 1, node, st.action.summary());
+            let _ = writeln!(s, "       why: {}  (guard: {})", st.reason, st.action.guard());
+            if let Action::WriteFile { contents, .. } = &st.action {
+                for l in contents.lines() {
+                    let _ = writeln!(s, "       | {l}");
+                }
+            }
+        }
+        if n == 0 {
+            s.push_str("  nothing to do: the cluster already matches.\n");
+        }
+        for note in &self.notes {
+            let _ = writeln!(s, "note: {note}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_render_lists_every_step() {
+        let mut p = Plan::new("demo", "init");
+        p.push("pg1", "reload", Action::Reload, "r1");
+        p.push("pg1", "reload", Action::Reload, "r2");
+        p.push("", "forget", Action::ForgetCluster, "bye");
+        let ids: Vec<_> = p.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["pg1:reload", "pg1:reload#2", "forget"]);
+        let r = p.render();
+        assert!(r.starts_with("Plan: init of cluster demo (3 steps)\n"), "{r}");
+        assert!(r.contains("  3. [-] forget the cluster"), "{r}");
+        let j = serde_json::to_value(&p).unwrap();
+        assert_eq!(j["steps"][0]["action"]["kind"], "reload");
+    }
+}
