@@ -128,9 +128,12 @@ pub struct SshSpec {
     pub port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity_file: Option<PathBuf>,
-    /// Extra `-o Key=Value` options (e.g. a known-hosts file for tests).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub options: Vec<String>,
+    /// known_hosts file to check the host key against (default: ssh's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<PathBuf>,
+    /// An ssh_config file to use instead of ~/.ssh/config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

@@ -115,3 +115,21 @@ impl Observed {
         self.nodes.get(name)
     }
 }
+
+/// What a running node told us about its configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigObs {
+    pub running: bool,
+    /// pg_hba.conf as it is on disk.
+    pub hba: Option<String>,
+    /// name → value of the entries in postgresql.auto.conf.
+    pub auto_conf: BTreeMap<String, String>,
+    /// Some setting waits for a restart (an earlier run reloaded but did not
+    /// restart, or someone else changed it).
+    pub pending_restart: bool,
+    /// name → context (`postmaster`, `sighup`, …) from pg_settings, for the
+    /// names pgscale sets.
+    pub contexts: BTreeMap<String, String>,
+}
+
+

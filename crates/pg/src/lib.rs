@@ -1,1 +1,38 @@
+//! Talking to PostgreSQL: connections with deadlines, the probe that fills
+//! `Observed`, the configuration observation, finding server binaries.
+//! Decides nothing.
 
+mod conn;
+mod probe;
+
+pub use conn::{connect, scram_verifier, tcp_listening, Target};
+pub use probe::{config_obs, find_bin_dir, probe, probe_all};
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("connect to {addr}: connection refused (is the server running?)")]
+    Refused { addr: String },
+    #[error("{what} on {addr}: no answer within {}s (deadline)", .deadline.as_secs_f64())]
+    Timeout { what: String, addr: String, deadline: Duration },
+    #[error("{what} on {addr}: {message}")]
+    Server {
+        what: String,
+        addr: String,
+        message: String,
+        /// SQLSTATE, kept for classification (never match message text).
+        code: Option<String>,
+    },
+    #[error("{what} on {addr}: {message}")]
+    Network { what: String, addr: String, message: String },
+}
+
+impl PgError {
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            PgError::Server { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}

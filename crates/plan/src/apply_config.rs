@@ -6,24 +6,9 @@
 
 use crate::steps::{Action, Ctx, Plan};
 use crate::{argv, conf, destroy::node_order, hba, sql};
+pub use model::ConfigObs;
 use model::{Inventory, Phase};
 use std::collections::BTreeMap;
-
-/// What a running node told us about its configuration.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ConfigObs {
-    pub running: bool,
-    /// pg_hba.conf as it is on disk.
-    pub hba: Option<String>,
-    /// name → value of the entries in postgresql.auto.conf.
-    pub auto_conf: BTreeMap<String, String>,
-    /// Some setting waits for a restart (an earlier run reloaded but did not
-    /// restart, or someone else changed it).
-    pub pending_restart: bool,
-    /// name → context (`postmaster`, `sighup`, …) from pg_settings, for the
-    /// names pgscale sets.
-    pub contexts: BTreeMap<String, String>,
-}
 
 /// Refusals: the file changes more than configuration, or names a parameter
 /// the server does not know.
@@ -116,7 +101,7 @@ pub fn plan_apply_config(
             p.push(
                 &n.name,
                 "restart",
-                Action::Restart { argv: argv::pg_ctl_restart(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs) },
+                Action::Restart { data_dir: n.data_dir.clone(), argv: argv::pg_ctl_restart(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs) },
                 "a changed parameter takes effect only at server start",
             );
         }

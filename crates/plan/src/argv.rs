@@ -3,10 +3,6 @@
 
 use std::path::Path;
 
-/// Stands for the temporary 0600 file holding the admin password; the
-/// executor writes that file and substitutes its path.
-pub const PWFILE_TOKEN: &str = "{pwfile}";
-
 fn bin(bin_dir: &Path, prog: &str) -> String {
     bin_dir.join(prog).display().to_string()
 }
@@ -15,14 +11,16 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
-pub fn initdb(bin_dir: &Path, data_dir: &Path, admin_user: &str) -> Vec<String> {
+/// The admin password reaches initdb through `pwfile` (mode 0600, removed
+/// after), never through argv.
+pub fn initdb(bin_dir: &Path, data_dir: &Path, admin_user: &str, pwfile: &Path) -> Vec<String> {
     vec![
         bin(bin_dir, "initdb"),
         "--pgdata".into(),
         p(data_dir),
         "--username".into(),
         admin_user.into(),
-        format!("--pwfile={PWFILE_TOKEN}"),
+        format!("--pwfile={}", p(pwfile)),
         // Only used until pgscale writes pg_hba.conf whole, before the first
         // start; never `trust`.
         "--auth=scram-sha-256".into(),
@@ -111,11 +109,11 @@ mod tests {
 
     #[test]
     fn initdb_argv_has_checksums_scram_and_no_secret() {
-        let v = initdb(Path::new("/b"), Path::new("/d/pg1"), "postgres");
+        let v = initdb(Path::new("/b"), Path::new("/d/pg1"), "postgres", Path::new("/d/pg1.sock/.pw"));
         assert_eq!(v[0], "/b/initdb");
         assert!(v.contains(&"--data-checksums".to_string()));
         assert!(v.contains(&"--auth=scram-sha-256".to_string()));
-        assert!(v.contains(&format!("--pwfile={PWFILE_TOKEN}")));
+        assert!(v.contains(&"--pwfile=/d/pg1.sock/.pw".to_string()));
         assert!(!v.iter().any(|a| a.contains("trust")));
     }
 

@@ -26,7 +26,7 @@ pub fn plan_destroy(inv: &Inventory, ctx: &Ctx, obs: &Observed) -> Plan {
         p.push(
             &n.name,
             "stop",
-            Action::Stop { argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", ctx.wait_secs) },
+            Action::Stop { data_dir: n.data_dir.clone(), argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", ctx.wait_secs) },
             "stop the server (fast: open transactions are rolled back)",
         );
         for d in &n.state.created_dirs {

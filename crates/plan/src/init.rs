@@ -17,6 +17,12 @@ pub struct InitFacts {
     pub running: bool,
 }
 
+/// Inside the node's own socket directory (0700, owned by the OS user), so
+/// initdb can read it and nobody else can.
+fn pwfile(n: &model::NodeSpec) -> std::path::PathBuf {
+    n.socket_dir().join(".pgscale-pwfile")
+}
+
 pub fn plan_init(inv: &Inventory, ctx: &Ctx, f: &InitFacts) -> Plan {
     let mut p = Plan::new(&inv.name, "init");
     let Some(n) = inv.primary() else { return p };
@@ -53,7 +59,11 @@ pub fn plan_init(inv: &Inventory, ctx: &Ctx, f: &InitFacts) -> Plan {
         p.push(
             node,
             "initdb",
-            Action::InitDb { argv: argv::initdb(&ctx.bin_dir, &n.data_dir, &inv.postgres.admin_user) },
+            Action::InitDb {
+                data_dir: n.data_dir.clone(),
+                pwfile: pwfile(n),
+                argv: argv::initdb(&ctx.bin_dir, &n.data_dir, &inv.postgres.admin_user, &pwfile(n)),
+            },
             "new data directory with checksums and a scram-sha-256 admin password",
         );
     }
@@ -81,7 +91,10 @@ pub fn plan_init(inv: &Inventory, ctx: &Ctx, f: &InitFacts) -> Plan {
         p.push(
             node,
             "start",
-            Action::Start { argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs) },
+            Action::Start {
+                data_dir: n.data_dir.clone(),
+                argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs),
+            },
             "start and wait until it accepts connections",
         );
     }

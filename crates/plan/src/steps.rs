@@ -27,11 +27,13 @@ pub enum Action {
     /// Make a directory, mode 0700, owned by the OS user. `adopt`: it exists
     /// and is empty; pgscale takes it over (and will only empty it later).
     CreateDir { path: PathBuf, adopt: bool },
-    InitDb { argv: Vec<String> },
+    /// `pwfile`: a 0600 file the executor fills with the admin password just
+    /// before initdb and removes right after.
+    InitDb { data_dir: PathBuf, pwfile: PathBuf, argv: Vec<String> },
     WriteFile { path: PathBuf, mode: u32, contents: String },
-    Start { argv: Vec<String> },
-    Stop { argv: Vec<String> },
-    Restart { argv: Vec<String> },
+    Start { data_dir: PathBuf, argv: Vec<String> },
+    Stop { data_dir: PathBuf, argv: Vec<String> },
+    Restart { data_dir: PathBuf, argv: Vec<String> },
     Sql { sql: String },
     /// Create or update a role with the password kept in the home's secret
     /// file (sent as a SCRAM verifier, never in clear text).
@@ -73,7 +75,7 @@ impl Action {
             Action::SaveInventory { phase } => format!("save inventory (phase {phase:?})").to_lowercase(),
             Action::CreateDir { path, adopt: false } => format!("create directory {} (0700)", path.display()),
             Action::CreateDir { path, adopt: true } => format!("adopt empty directory {} (0700)", path.display()),
-            Action::InitDb { argv } | Action::Start { argv } | Action::Stop { argv } | Action::Restart { argv } => {
+            Action::InitDb { argv, .. } | Action::Start { argv, .. } | Action::Stop { argv, .. } | Action::Restart { argv, .. } => {
                 format!("run: {}", argv.join(" "))
             }
             Action::WriteFile { path, mode, contents } => {

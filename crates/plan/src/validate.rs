@@ -174,14 +174,18 @@ pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
             primaries.push(i);
         }
         if let Some(ssh) = &n.ssh {
-            if let Some(id) = &ssh.identity_file {
-                if id.to_string_lossy().chars().any(|c| c.is_control()) {
-                    bad(f("ssh.identity_file"), "control characters are not allowed".into());
+            for (k, v) in [
+                ("ssh.identity_file", &ssh.identity_file),
+                ("ssh.known_hosts_file", &ssh.known_hosts_file),
+                ("ssh.config_file", &ssh.config_file),
+            ] {
+                if let Some(m) = v.as_deref().and_then(path_problem) {
+                    bad(f(k), m);
                 }
             }
-            for o in &ssh.options {
-                if !o.contains('=') || o.starts_with('-') || o.chars().any(|c| c.is_control()) {
-                    bad(f("ssh.options"), format!("`{o}` is not a `Key=Value` ssh option"));
+            if let Some(u) = &ssh.user {
+                if !valid_os_user(u) {
+                    bad(f("ssh.user"), format!("`{u}` is not a valid user name"));
                 }
             }
         }
