@@ -1,0 +1,120 @@
+mod apply_config;
+mod demo;
+mod destroy;
+mod hba;
+mod init;
+mod list;
+mod psql;
+mod status;
+
+use crate::args::{Cli, Command};
+use crate::fail::{invalid, problems};
+use crate::resolve;
+use exec::{NodeRt, Runtime};
+use host::Host;
+use journal::Home;
+use model::Inventory;
+use plan::Locations;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let home = Home::new(home_dir(cli.home.clone())?);
+    let fmt = cli.output;
+    let argv: Vec<String> = std::env::args().collect();
+    match cli.command {
+        Command::Init(a) => init::run(&home, fmt, a, &argv).await,
+        Command::Status(a) => status::run(&home, fmt, a).await,
+        Command::Psql(a) => psql::run(&home, a).await,
+        Command::Destroy(a) => destroy::run(&home, fmt, a, &argv).await,
+        Command::List => list::run(&home, fmt),
+        Command::Hba(a) => hba::run(&home, fmt, a).await,
+        Command::ApplyConfig(a) => apply_config::run(&home, fmt, a, &argv).await,
+        Command::Demo(a) => demo::run(&home, a).await,
+    }
+}
+
+fn home_dir(opt: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(h) = opt {
+        return Ok(h);
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => Ok(PathBuf::from(h).join(".pgscale")),
+        None => Err(invalid("no home directory: set --home or PGSCALE_HOME")),
+    }
+}
+
+/// Parse and statically validate an inventory file.
+pub fn read_inventory_file(path: &Path) -> anyhow::Result<(Inventory, Locations)> {
+    let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("read {}: {e}", path.display())))?;
+    let file = path.display().to_string();
+    let (inv, locs) = plan::parse_inventory(&file, &text).map_err(|p| problems(&p))?;
+    let ps = plan::validate::validate_static(&inv, &locs);
+    if !ps.is_empty() {
+        return Err(problems(&ps));
+    }
+    Ok((inv, locs))
+}
+
+/// A cluster recorded in the home, ready to be acted on.
+pub struct Cluster {
+    pub inv: Inventory,
+    pub hosts: BTreeMap<String, Result<Host, String>>,
+    pub secrets: journal::Secrets,
+    pub bin_dir: PathBuf,
+    pub os_user: String,
+    pub peers: Vec<std::net::IpAddr>,
+}
+
+impl Cluster {
+    /// Resolve hosts (SSH connections made here, each with the deadline).
+    pub async fn open(home: &Home, inv: Inventory, deadline: Duration) -> anyhow::Result<Cluster> {
+        let hosts = resolve::hosts(&inv, deadline).await?;
+        let secrets = home.secrets(&inv.name, &resolve::secret_users(&inv))?;
+        let os_user = resolve::os_user_name(&inv);
+        let primary = inv.primary().ok_or_else(|| invalid("the inventory has no nodes"))?;
+        let bin_dir = match (&inv.postgres.bin_dir, hosts.get(&primary.name)) {
+            (Some(b), _) => b.clone(),
+            (None, Some(Ok(h))) => resolve::bin_dir(&inv, h, deadline).await?,
+            (None, Some(Err(e))) => return Err(crate::fail::failed(format!("reach the primary {}: {e}", primary.name))),
+            (None, None) => return Err(invalid("the primary has no host")),
+        };
+        let peers = resolve::peers(&inv, deadline).await;
+        Ok(Cluster { inv, hosts, secrets, bin_dir, os_user, peers })
+    }
+
+    pub fn ctx(&self, wait: Duration) -> plan::steps::Ctx {
+        plan::steps::Ctx {
+            bin_dir: self.bin_dir.clone(),
+            os_user: self.os_user.clone(),
+            peers: self.peers.clone(),
+            wait_secs: wait.as_secs().max(1),
+        }
+    }
+
+    pub fn targets(&self) -> Vec<(String, pg::Target)> {
+        resolve::targets(&self.inv, &self.secrets)
+    }
+
+    pub fn runtime<'h>(&self, home: &'h Home, desired: Inventory, call: Duration, long: Duration) -> anyhow::Result<Runtime<'h>> {
+        let targets: BTreeMap<_, _> = self.targets().into_iter().collect();
+        let nodes = self
+            .hosts
+            .iter()
+            .filter_map(|(n, h)| Some((n.clone(), NodeRt { host: h.as_ref().ok()?.clone(), target: targets.get(n)?.clone() })))
+            .collect();
+        Ok(Runtime {
+            home,
+            inventory: desired,
+            nodes,
+            secrets: self.secrets.clone(),
+            journal: home.journal(&self.inv.name)?,
+            call_deadline: call,
+            long_deadline: long,
+        })
+    }
+}
+
+/// pg_ctl waits: long enough for crash recovery of a busy server.
+pub const WAIT: Duration = Duration::from_secs(60);

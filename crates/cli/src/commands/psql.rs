@@ -1,0 +1,28 @@
+use crate::args::PsqlArgs;
+use crate::fail::invalid;
+use journal::Home;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+pub async fn run(home: &Home, a: PsqlArgs) -> anyhow::Result<u8> {
+    let inv = home.load(&a.name)?;
+    let node = match &a.node {
+        Some(n) => inv.node(n).ok_or_else(|| invalid(format!("node `{n}` is not in cluster {}", inv.name)))?,
+        None => inv.primary().ok_or_else(|| invalid("the cluster has no nodes"))?,
+    };
+    // The client runs here; prefer the cluster's own binaries if they are on
+    // this machine, else psql from PATH.
+    let psql = inv
+        .postgres
+        .bin_dir
+        .as_ref()
+        .map(|b| b.join("psql"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("psql"));
+    let secrets = home.secrets_path(&inv.name);
+    let argv = plan::argv::psql(psql.parent().unwrap_or(&PathBuf::new()), &node.host, node.port, &inv.postgres.admin_user, &a.args);
+    let prog = if psql.is_absolute() { psql.display().to_string() } else { "psql".into() };
+    // The password comes from PGPASSFILE (mode 0600), never argv.
+    let err = std::process::Command::new(prog).args(&argv[1..]).env("PGPASSFILE", secrets).exec();
+    Err(crate::fail::failed(format!("run psql: {err} (install the PostgreSQL client: apt-get install postgresql-client)")))
+}

@@ -1,0 +1,147 @@
+//! From an inventory to what the executor needs: a host per node (local or
+//! SSH), the OS user, the server binaries, the addresses pg_hba must allow,
+//! the admin connections. Every lookup has a deadline.
+
+use crate::fail::invalid;
+use host::{Host, LocalHost, OsUser, SshHost, SshTarget};
+use model::{Inventory, NodeSpec, Transport};
+use pg::Target;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, UdpSocket};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub fn os_user_name(inv: &Inventory) -> String {
+    inv.postgres.os_user.clone().unwrap_or_else(OsUser::default_name)
+}
+
+async fn addrs_of(host: &str, deadline: Duration) -> Vec<IpAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return vec![ip];
+    }
+    match tokio::time::timeout(deadline, tokio::net::lookup_host((host, 0))).await {
+        Ok(Ok(it)) => {
+            let mut v: Vec<IpAddr> = it.map(|a| a.ip()).collect();
+            v.sort();
+            v.dedup();
+            v
+        }
+        _ => vec![],
+    }
+}
+
+/// An address is this machine's if we can bind to it.
+fn is_own_address(ip: &IpAddr) -> bool {
+    ip.is_loopback() || UdpSocket::bind((*ip, 0)).is_ok()
+}
+
+/// The source address this machine uses to reach `ip` (no packet is sent:
+/// connecting a UDP socket only picks a route).
+fn source_address(ip: &IpAddr) -> Option<IpAddr> {
+    let bind: IpAddr = if ip.is_ipv4() { "0.0.0.0".parse().ok()? } else { "::".parse().ok()? };
+    let s = UdpSocket::bind((bind, 0)).ok()?;
+    s.connect((*ip, 9)).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+pub async fn is_local(n: &NodeSpec, deadline: Duration) -> bool {
+    match n.transport {
+        Some(Transport::Local) => true,
+        Some(Transport::Ssh) => false,
+        None => {
+            let a = addrs_of(&n.host, deadline).await;
+            !a.is_empty() && a.iter().all(is_own_address)
+        }
+    }
+}
+
+/// Addresses that must be allowed in pg_hba: each node's addresses and the
+/// address this machine (where pgscale runs) uses to reach each node.
+pub async fn peers(inv: &Inventory, deadline: Duration) -> Vec<IpAddr> {
+    let mut v = Vec::new();
+    for n in &inv.nodes {
+        for ip in addrs_of(&n.host, deadline).await {
+            v.push(ip);
+            v.extend(source_address(&ip));
+        }
+    }
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A host per node; a node whose host cannot be reached gets the error.
+pub async fn hosts(inv: &Inventory, deadline: Duration) -> anyhow::Result<BTreeMap<String, Result<Host, String>>> {
+    let user = os_user_name(inv);
+    let mut local: Option<Host> = None;
+    let mut ssh: BTreeMap<String, Result<Host, String>> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for n in &inv.nodes {
+        let h = if is_local(n, deadline).await {
+            if local.is_none() {
+                let u = OsUser::lookup(&user).map_err(|e| invalid(e.to_string()))?;
+                local = Some(Host::Local(LocalHost::new(u).map_err(|e| invalid(e.to_string()))?));
+            }
+            Ok(local.clone().expect("set above"))
+        } else {
+            let spec = n.ssh.clone().unwrap_or_default();
+            let key = format!("{}|{:?}", n.host, spec);
+            if !ssh.contains_key(&key) {
+                let t = SshTarget {
+                    host: n.host.clone(),
+                    user: Some(spec.user.clone().unwrap_or_else(|| user.clone())),
+                    port: spec.port,
+                    identity_file: spec.identity_file.clone(),
+                    known_hosts_file: spec.known_hosts_file.clone(),
+                    config_file: spec.config_file.clone(),
+                    os_user: user.clone(),
+                };
+                let r = SshHost::connect(t, deadline).await.map(Host::Ssh).map_err(|e| e.to_string());
+                ssh.insert(key.clone(), r);
+            }
+            ssh[&key].clone()
+        };
+        out.insert(n.name.clone(), h);
+    }
+    Ok(out)
+}
+
+/// The server binaries: the inventory's, else found on the primary's host.
+pub async fn bin_dir(inv: &Inventory, primary_host: &Host, deadline: Duration) -> anyhow::Result<PathBuf> {
+    if let Some(b) = &inv.postgres.bin_dir {
+        let argv = vec!["test".to_string(), "-x".into(), b.join("initdb").display().to_string()];
+        if !primary_host.run(&host::Run::new(&argv, deadline)).await?.ok() {
+            return Err(invalid(format!(
+                "postgres.bin_dir {} has no initdb on {}; install the PostgreSQL server package or fix the path",
+                b.display(),
+                primary_host.describe()
+            )));
+        }
+        return Ok(b.clone());
+    }
+    pg::find_bin_dir(primary_host, deadline).await?.ok_or_else(|| {
+        invalid(format!(
+            "no PostgreSQL server binaries (initdb, pg_ctl) found on {}: install them (Debian: apt-get install postgresql) or set `postgres.bin_dir`",
+            primary_host.describe()
+        ))
+    })
+}
+
+/// Admin connections to every node.
+pub fn targets(inv: &Inventory, secrets: &journal::Secrets) -> Vec<(String, Target)> {
+    let admin = &inv.postgres.admin_user;
+    let pw = secrets.password(admin).unwrap_or_default().to_string();
+    inv.nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                Target { host: n.host.clone(), port: n.port, user: admin.clone(), password: pw.clone(), dbname: "postgres".into() },
+            )
+        })
+        .collect()
+}
+
+pub fn secret_users(inv: &Inventory) -> Vec<&str> {
+    vec![inv.postgres.admin_user.as_str(), inv.postgres.replication_user.as_str()]
+}
