@@ -127,7 +127,13 @@ impl Home {
     pub fn secrets(&self, name: &str, users: &[&str]) -> Result<Secrets, HomeError> {
         let dir = self.cluster_dir(name);
         self.ensure_dir(&dir)?;
-        Secrets::load_or_create(&self.secrets_path(name), users)
+        Secrets::load_or_create(&self.secrets_path(name), users, true)
+    }
+
+    /// Like `secrets`, but writes nothing (for dry runs): missing passwords
+    /// are generated in memory only.
+    pub fn secrets_readonly(&self, name: &str, users: &[&str]) -> Result<Secrets, HomeError> {
+        Secrets::load_or_create(&self.secrets_path(name), users, false)
     }
 }
 

@@ -63,12 +63,12 @@ fn fields(line: &str) -> Vec<String> {
 }
 
 impl Secrets {
-    pub(crate) fn load_or_create(path: &Path, users: &[&str]) -> Result<Secrets, HomeError> {
+    pub(crate) fn load_or_create(path: &Path, users: &[&str], persist: bool) -> Result<Secrets, HomeError> {
         let mut by_user = BTreeMap::new();
         match fs::read_to_string(path) {
             Ok(text) => {
                 let mode = fs::metadata(path).map_err(io("stat", path))?.permissions().mode();
-                if mode & 0o077 != 0 {
+                if persist && mode & 0o077 != 0 {
                     // Tighten rather than refuse: nobody else must read it.
                     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io("chmod", path))?;
                 }
@@ -90,7 +90,7 @@ impl Secrets {
             }
         }
         let s = Secrets { path: path.to_path_buf(), by_user };
-        if changed {
+        if changed && persist {
             s.save()?;
         }
         Ok(s)
@@ -122,14 +122,18 @@ mod tests {
     fn generated_once_kept_private_and_parsable() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("pgpass");
-        let a = Secrets::load_or_create(&p, &["postgres", "repl"]).unwrap();
+        let a = Secrets::load_or_create(&p, &["postgres", "repl"], true).unwrap();
         let pw = a.password("postgres").unwrap().to_string();
         assert_eq!(pw.len(), 32);
         assert_ne!(pw, a.password("repl").unwrap());
         assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        let b = Secrets::load_or_create(&p, &["postgres"]).unwrap();
+        let b = Secrets::load_or_create(&p, &["postgres"], true).unwrap();
         assert_eq!(b.password("postgres").unwrap(), pw, "stable across loads");
         assert!(!format!("{b:?}").contains(&pw), "Debug never shows passwords");
+        let q = t.path().join("other");
+        let c = Secrets::load_or_create(&q, &["x"], false).unwrap();
+        assert!(c.password("x").is_some());
+        assert!(!q.exists(), "not persisted: a dry run writes nothing");
         assert_eq!(fields("a\\:b:c"), vec!["a\\:b", "c"]);
         assert_eq!(unescape("a\\:b"), "a:b");
         assert_eq!(escape("a:b\\"), "a\\:b\\\\");

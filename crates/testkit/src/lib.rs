@@ -1,1 +1,147 @@
+//! Test support: real PostgreSQL servers on 127.0.0.x with free ports in
+//! temporary directories, driven through the real `pgscale` binary, and
+//! stopped by PID (postmaster.pid) when the test ends, passes or fails.
+//! Never a dependency of a shipped crate.
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The OS user the servers run as: `postgres` under root, else ourselves.
+pub fn os_user() -> String {
+    if is_root() {
+        "postgres".into()
+    } else {
+        nix::unistd::User::from_uid(nix::unistd::geteuid()).ok().flatten().map(|u| u.name).unwrap_or_default()
+    }
+}
+
+/// A port nobody listens on right now on `host`.
+pub fn free_port(host: &str) -> u16 {
+    std::net::TcpListener::bind((host, 0)).expect("bind a free port").local_addr().expect("local addr").port()
+}
+
+/// One test's world: a temp dir with a pgscale home and room for data
+/// directories. Dropping it kills every server started under it.
+pub struct Kit {
+    pub dir: tempfile::TempDir,
+    pub bin: PathBuf,
+}
+
+impl Kit {
+    pub fn new(bin: &str) -> Kit {
+        let dir = tempfile::Builder::new().prefix("pgscale-test-").tempdir().expect("tempdir");
+        // Servers run as the OS user (`postgres` under root): let it in.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Kit { dir, bin: PathBuf::from(bin) }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+
+    /// `pgscale` with this kit's home; a safety deadline so a hang fails the
+    /// test instead of blocking the suite (not a performance assertion).
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::new(&self.bin);
+        c.env("PGSCALE_HOME", self.home()).env_remove("PGSCALE_FAILPOINT").timeout(Duration::from_secs(180));
+        c
+    }
+
+    /// Write a file into the kit's dir and return its path.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+
+    /// An inventory YAML with one node per (name, host, port).
+    pub fn inventory(&self, cluster: &str, extra_pg: &str, nodes: &[(&str, &str, u16)]) -> String {
+        let mut y = format!("name: {cluster}\n");
+        if !extra_pg.is_empty() {
+            y += "postgres:\n";
+            y += extra_pg;
+        }
+        y += "nodes:\n";
+        for (n, h, p) in nodes {
+            y += &format!("  - name: {n}\n    host: {h}\n    port: {p}\n    data_dir: {}\n", self.path(n).display());
+        }
+        y
+    }
+
+    /// PIDs of the postmasters of data directories under this kit.
+    pub fn postmaster_pids(&self) -> Vec<(PathBuf, i32)> {
+        let mut v = Vec::new();
+        let Ok(rd) = std::fs::read_dir(self.dir.path()) else { return v };
+        for e in rd.flatten() {
+            if let Some(pid) = postmaster_pid(&e.path()) {
+                v.push((e.path(), pid));
+            }
+        }
+        v
+    }
+}
+
+/// The postmaster PID of a data directory, if its postmaster.pid names a live process.
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// Alive and not a zombie (an exited server whose parent has not reaped it
+/// yet is gone for our purposes).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // state is the field after the parenthesised command name
+        Ok(s) => s.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+pub fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// kill -9 a postmaster and its children (pg_ctl makes it a session and
+/// process-group leader, so the group is exactly its processes).
+pub fn kill_server(pid: i32) {
+    use nix::sys::signal::Signal;
+    signal(pid, Signal::SIGCONT);
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    signal(pid, Signal::SIGKILL);
+}
+
+impl Drop for Kit {
+    fn drop(&mut self) {
+        for (_, pid) in self.postmaster_pids() {
+            kill_server(pid);
+        }
+    }
+}
+
+/// A process started by a test, killed (by PID) when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Run a command to completion; panic with its output if it fails.
+pub fn sh(argv: &[&str]) -> String {
+    let o = Command::new(argv[0]).args(&argv[1..]).output().unwrap_or_else(|e| panic!("run {argv:?}: {e}"));
+    assert!(o.status.success(), "{argv:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

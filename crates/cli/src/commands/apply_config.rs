@@ -22,7 +22,7 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: ApplyConfigArgs, argv: &[Str
     file_cmp.postgres = desired.postgres.clone();
     plan::apply_config::check_only_config_changed(&stored, &file_cmp).map_err(invalid)?;
 
-    let cl = Cluster::open(home, desired.clone(), a.timeout).await?;
+    let cl = Cluster::open(home, desired.clone(), a.timeout, a.dry_run).await?;
     let ctx = cl.ctx(WAIT);
     let names: Vec<String> = desired
         .nodes

@@ -14,7 +14,7 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: DestroyArgs, argv: &[String]
         )));
     }
     let _lock = if a.dry_run { None } else { Some(home.lock(&a.name, "pgscale destroy")?) };
-    let cl = Cluster::open(home, inv.clone(), a.timeout).await?;
+    let cl = Cluster::open(home, inv.clone(), a.timeout, a.dry_run).await?;
     let obs = pg::probe_all(&cl.targets(), a.timeout).await;
     let plan = plan::destroy::plan_destroy(&inv, &cl.ctx(WAIT), &obs);
     for (n, h) in &cl.hosts {

@@ -9,7 +9,7 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: HbaArgs) -> anyhow::Result<u
         Some(n) => inv.node(n).ok_or_else(|| invalid(format!("node `{n}` is not in cluster {}", inv.name)))?.clone(),
         None => inv.primary().ok_or_else(|| invalid("the cluster has no nodes"))?.clone(),
     };
-    let cl = Cluster::open(home, inv.clone(), a.timeout).await?;
+    let cl = Cluster::open(home, inv.clone(), a.timeout, true).await?;
     let want = plan::hba::render(&inv, &cl.os_user, &cl.peers);
     let target = cl.targets().into_iter().find(|(n, _)| *n == node.name).map(|(_, t)| t).expect("every node has a target");
     let obs = pg::config_obs(&target, &[], a.timeout)

@@ -66,7 +66,7 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: InitArgs, argv: &[String]) -
         eprintln!("cluster {} was left half-created by an interrupted init: continuing", desired.name);
     }
 
-    let cl = Cluster::open(home, desired.clone(), a.timeout).await?;
+    let cl = Cluster::open(home, desired.clone(), a.timeout, a.dry_run).await?;
     // Record what was resolved, so later commands use the same binaries/user.
     desired.postgres.bin_dir = Some(cl.bin_dir.clone());
     desired.postgres.os_user = Some(cl.os_user.clone());

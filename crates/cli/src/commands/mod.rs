@@ -69,9 +69,11 @@ pub struct Cluster {
 
 impl Cluster {
     /// Resolve hosts (SSH connections made here, each with the deadline).
-    pub async fn open(home: &Home, inv: Inventory, deadline: Duration) -> anyhow::Result<Cluster> {
+    /// `dry_run`: write nothing to the home (secrets stay in memory).
+    pub async fn open(home: &Home, inv: Inventory, deadline: Duration, dry_run: bool) -> anyhow::Result<Cluster> {
         let hosts = resolve::hosts(&inv, deadline).await?;
-        let secrets = home.secrets(&inv.name, &resolve::secret_users(&inv))?;
+        let users = resolve::secret_users(&inv);
+        let secrets = if dry_run { home.secrets_readonly(&inv.name, &users)? } else { home.secrets(&inv.name, &users)? };
         let os_user = resolve::os_user_name(&inv);
         let primary = inv.primary().ok_or_else(|| invalid("the inventory has no nodes"))?;
         let bin_dir = match (&inv.postgres.bin_dir, hosts.get(&primary.name)) {
