@@ -104,7 +104,12 @@ pub async fn config_obs(t: &Target, names: &[String], deadline: Duration) -> Res
     }
     let pr = q(&c, &a, "read pending_restart", "SELECT count(*) FROM pg_settings WHERE pending_restart", deadline).await?;
     o.pending_restart = pr[0].get::<_, i64>(0) > 0;
-    let list = names.iter().map(|n| crate_literal(n)).collect::<Vec<_>>().join(",");
+    // Contexts of what we will set and of what is set now (a RESET of a
+    // restart-only parameter needs a restart too).
+    let mut all: Vec<&String> = names.iter().chain(o.auto_conf.keys()).collect();
+    all.sort();
+    all.dedup();
+    let list = all.iter().map(|n| crate_literal(n)).collect::<Vec<_>>().join(",");
     if !list.is_empty() {
         let sql = format!("SELECT name, context FROM pg_settings WHERE name IN ({list})");
         let rows = q(&c, &a, "read pg_settings", &sql, deadline).await?;

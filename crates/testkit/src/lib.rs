@@ -112,6 +112,19 @@ pub fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
 }
 
+/// Wait (bounded) until the process is reaped, so tools that test a PID with
+/// kill(pid, 0), like pg_ctl, see it gone too. Returns whether it is gone.
+pub fn wait_gone(pid: i32, within: Duration) -> bool {
+    let until = std::time::Instant::now() + within;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// kill -9 a postmaster and its children (pg_ctl makes it a session and
 /// process-group leader, so the group is exactly its processes).
 pub fn kill_server(pid: i32) {
@@ -119,6 +132,7 @@ pub fn kill_server(pid: i32) {
     signal(pid, Signal::SIGCONT);
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
     signal(pid, Signal::SIGKILL);
+    wait_gone(pid, Duration::from_secs(10));
 }
 
 impl Drop for Kit {
