@@ -14,8 +14,8 @@ pub struct SshTarget {
     pub identity_file: Option<PathBuf>,
     pub known_hosts_file: Option<PathBuf>,
     pub config_file: Option<PathBuf>,
-    /// The cluster's OS user: commands run as it (through `sudo -n -u` when
-    /// the SSH login is another user).
+    /// The cluster's OS user: commands run as it (through `runuser` when the
+    /// SSH login is root, `sudo -n -u` when it is another user).
     pub os_user: String,
 }
 
@@ -73,7 +73,12 @@ impl SshHost {
     pub async fn run(&self, r: &Run<'_>) -> Result<Output, HostError> {
         let mut argv: Vec<String> = Vec::new();
         let login = self.target.user.clone().unwrap_or_default();
-        if !login.is_empty() && login != self.target.os_user {
+        // Commands run as the OS user: directly when that is the login,
+        // through runuser when logged in as root, else through sudo -n (no
+        // password prompt: BatchMode must never wait for input).
+        if login == "root" && self.target.os_user != "root" {
+            argv.extend(["runuser".into(), "-u".into(), self.target.os_user.clone(), "--".into()]);
+        } else if !login.is_empty() && login != self.target.os_user {
             argv.extend(["sudo".into(), "-n".into(), "-u".into(), self.target.os_user.clone(), "--".into()]);
         }
         if !r.env.is_empty() {

@@ -81,11 +81,21 @@ impl Kit {
     /// PIDs of the postmasters of data directories under this kit.
     pub fn postmaster_pids(&self) -> Vec<(PathBuf, i32)> {
         let mut v = Vec::new();
-        let Ok(rd) = std::fs::read_dir(self.dir.path()) else { return v };
-        for e in rd.flatten() {
-            if let Some(pid) = postmaster_pid(&e.path()) {
-                v.push((e.path(), pid));
+        // data directories sit at most two levels below the kit's dir
+        let mut dirs = vec![self.dir.path().to_path_buf()];
+        for depth in 0..2 {
+            let mut next = Vec::new();
+            for d in &dirs {
+                let Ok(rd) = std::fs::read_dir(d) else { continue };
+                for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                    if let Some(pid) = postmaster_pid(&e.path()) {
+                        v.push((e.path(), pid));
+                    } else if depth == 0 {
+                        next.push(e.path());
+                    }
+                }
             }
+            dirs = next;
         }
         v
     }
@@ -158,4 +168,76 @@ pub fn sh(argv: &[&str]) -> String {
     let o = Command::new(argv[0]).args(&argv[1..]).output().unwrap_or_else(|e| panic!("run {argv:?}: {e}"));
     assert!(o.status.success(), "{argv:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// An sshd of the test's own on 127.0.0.1 (free port, own host key, own
+/// authorized_keys), so the SSH path is real. Killed by PID on drop.
+pub struct Sshd {
+    pub port: u16,
+    pub login: String,
+    pub identity: PathBuf,
+    pub known_hosts: PathBuf,
+    pub log: PathBuf,
+    _child: Child,
+}
+
+impl Sshd {
+    pub fn start(dir: &Path) -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(sshd.exists(), "the SSH test needs openssh-server (apt-get install openssh-server); .ci/run installs it");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = |f: &str| dir.join(f).display().to_string();
+        sh(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &p("host_key")]);
+        sh(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &p("id")]);
+        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
+        std::fs::set_permissions(dir.join("authorized_keys"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let port = free_port("127.0.0.1");
+        let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        let mut kh = String::new();
+        for part in host_pub.split_whitespace().take(2) {
+            kh += " ";
+            kh += part;
+        }
+        std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port}{kh}\n")).unwrap();
+        // Under root, log in as root (the system `postgres` account is locked
+        // for SSH) and let pgscale switch with runuser; else as ourselves.
+        let login = if is_root() { "root".to_string() } else { os_user() };
+        if is_root() {
+            // privilege separation directory
+            let _ = std::fs::create_dir_all("/run/sshd");
+        }
+        let conf = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\nStrictModes no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
+             AllowUsers {login}\nLogLevel INFO\nMaxStartups 50\nMaxSessions 50\n",
+            p("host_key"),
+            p("sshd.pid"),
+            p("authorized_keys")
+        );
+        std::fs::write(dir.join("sshd_config"), conf).unwrap();
+        let log = dir.join("sshd.log");
+        let child = Command::new(sshd)
+            .args(["-D", "-f", &p("sshd_config"), "-E", &log.display().to_string()])
+            .spawn()
+            .expect("start sshd");
+        let child = Child(child);
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < until, "sshd did not listen: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { port, login, identity: dir.join("id"), known_hosts: dir.join("known_hosts"), log, _child: child }
+    }
+
+    /// The `ssh:` block of a node in an inventory.
+    pub fn yaml(&self) -> String {
+        format!(
+            "    transport: ssh\n    ssh:\n      user: {}\n      port: {}\n      identity_file: {}\n      known_hosts_file: {}\n",
+            self.login,
+            self.port,
+            self.identity.display(),
+            self.known_hosts.display()
+        )
+    }
 }
