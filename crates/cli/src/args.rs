@@ -37,16 +37,22 @@ pub enum OutputFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create the cluster described by an inventory file and record it.
-    #[command(after_help = "Examples:\n  pgscale init -c cluster.yaml --dry-run   # print the plan, change nothing\n  pgscale init -c cluster.yaml\n\nRe-running an interrupted init continues where it stopped.")]
+    #[command(
+        after_help = "Examples:\n  pgscale init -c cluster.yaml --dry-run   # print the plan, change nothing\n  pgscale init -c cluster.yaml\n\nRe-running an interrupted init continues where it stopped."
+    )]
     Init(InitArgs),
     /// Probe every node in parallel (each with a deadline) and show roles, LSNs, lag.
     #[command(after_help = "Examples:\n  pgscale status -n demo\n  pgscale status -n demo --output json --timeout 1s")]
     Status(StatusArgs),
     /// Run psql against a node (default: the primary) as the admin user.
-    #[command(after_help = "Examples:\n  pgscale psql -n demo\n  pgscale psql -n demo --node pg2 -- -Atc 'select pg_is_in_recovery()'")]
+    #[command(
+        after_help = "Examples:\n  pgscale psql -n demo\n  pgscale psql -n demo --node pg2 -- -Atc 'select pg_is_in_recovery()'"
+    )]
     Psql(PsqlArgs),
     /// Stop every node, remove the directories pgscale created, forget the cluster.
-    #[command(after_help = "Examples:\n  pgscale destroy -n demo            # shows the plan and asks\n  pgscale destroy -n demo --yes      # scripts: no question")]
+    #[command(
+        after_help = "Examples:\n  pgscale destroy -n demo            # shows the plan and asks\n  pgscale destroy -n demo --yes      # scripts: no question"
+    )]
     Destroy(DestroyArgs),
     /// List the clusters known in the home.
     #[command(after_help = "Example:\n  pgscale list --output json")]

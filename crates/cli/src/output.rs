@@ -34,7 +34,11 @@ pub fn progress() -> impl FnMut(Progress) {
 
 /// Summarise a run; Err(exit code 1) when something failed.
 pub fn finish(report: &Report, what: &str, rerun: &str) -> anyhow::Result<()> {
-    let failed: Vec<_> = report.results.iter().filter_map(|r| if let Outcome::Failed(e) = &r.outcome { Some(e.as_str()) } else { None }).collect();
+    let failed: Vec<_> = report
+        .results
+        .iter()
+        .filter_map(|r| if let Outcome::Failed(e) = &r.outcome { Some(e.as_str()) } else { None })
+        .collect();
     if failed.is_empty() {
         eprintln!("{what}: done in {:.2}s", report.elapsed.as_secs_f64());
         Ok(())

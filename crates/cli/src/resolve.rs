@@ -136,7 +136,13 @@ pub fn targets(inv: &Inventory, secrets: &journal::Secrets) -> Vec<(String, Targ
         .map(|n| {
             (
                 n.name.clone(),
-                Target { host: n.host.clone(), port: n.port, user: admin.clone(), password: pw.clone(), dbname: "postgres".into() },
+                Target {
+                    host: n.host.clone(),
+                    port: n.port,
+                    user: admin.clone(),
+                    password: pw.clone(),
+                    dbname: "postgres".into(),
+                },
             )
         })
         .collect()

@@ -25,7 +25,14 @@ fn apply_config_reloads_restarts_and_converges() {
     let pid0 = testkit::postmaster_pid(&k.path("pg1")).unwrap();
 
     // a reloadable parameter and a pg_hba line: no restart
-    let f2 = k.write("c2.yaml", &k.inventory("zeta", "  parameters:\n    work_mem: 8MB\n  hba:\n    - host all app 10.1.0.0/16 scram-sha-256\n", &nodes));
+    let f2 = k.write(
+        "c2.yaml",
+        &k.inventory(
+            "zeta",
+            "  parameters:\n    work_mem: 8MB\n  hba:\n    - host all app 10.1.0.0/16 scram-sha-256\n",
+            &nodes,
+        ),
+    );
     let dry = k.cmd().args(["apply-config", "-n", "zeta", "--dry-run", "-c"]).arg(&f2).output().unwrap();
     let plan = String::from_utf8_lossy(&dry.stdout);
     assert!(plan.contains("ALTER SYSTEM SET \"work_mem\" = '8MB'") && plan.contains("pg_hba.conf"), "{plan}");
@@ -38,7 +45,8 @@ fn apply_config_reloads_restarts_and_converges() {
     assert!(String::from_utf8_lossy(&hba.stdout).contains("10.1.0.0/16"));
 
     // the same file again: nothing to do
-    let again = k.cmd().args(["apply-config", "-n", "zeta", "--dry-run", "--output", "json", "-c"]).arg(&f2).output().unwrap();
+    let again =
+        k.cmd().args(["apply-config", "-n", "zeta", "--dry-run", "--output", "json", "-c"]).arg(&f2).output().unwrap();
     let v: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(v["steps"].as_array().unwrap().len(), 0, "{v}");
 

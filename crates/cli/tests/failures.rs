@@ -62,7 +62,8 @@ fn init_interrupted_after_every_step_converges_on_rerun() {
     let f = k.write("c.yaml", &k.inventory("eps", "", &[("pg1", "127.0.0.1", port)]));
     let plan = k.cmd().args(["init", "--dry-run", "--output", "json", "-c"]).arg(&f).output().unwrap();
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
-    let ids: Vec<String> = plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+    let ids: Vec<String> =
+        plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
     assert!(ids.len() >= 8, "{ids:?}");
     for id in &ids {
         let out = k.cmd().env("PGSCALE_FAILPOINT", id).args(["init", "-c"]).arg(&f).output().unwrap();
@@ -76,7 +77,18 @@ fn init_interrupted_after_every_step_converges_on_rerun() {
         let s = status(&k, "eps", "3s");
         assert_eq!(s["nodes"][0]["state"], "running", "after {id}: {s}");
         assert_eq!(s["primary"], "pg1");
-        let out = k.cmd().args(["psql", "-n", "eps", "--", "-Atc", "select count(*) from pg_roles where rolname = 'pgscale_repl' and rolreplication"]).output().unwrap();
+        let out = k
+            .cmd()
+            .args([
+                "psql",
+                "-n",
+                "eps",
+                "--",
+                "-Atc",
+                "select count(*) from pg_roles where rolname = 'pgscale_repl' and rolreplication",
+            ])
+            .output()
+            .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "after {id}");
         let out = k.cmd().args(["list", "--output", "json"]).output().unwrap();
         let l: Value = serde_json::from_slice(&out.stdout).unwrap();

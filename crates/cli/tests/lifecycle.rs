@@ -1,9 +1,9 @@
 //! init → status → psql → hba → list → destroy against real PostgreSQL on
 //! loopback, as root (servers run as `postgres`) or as a normal user.
 
-use testkit::{free_port, Kit};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
+use testkit::{free_port, Kit};
 
 fn kit() -> Kit {
     Kit::new(env!("CARGO_BIN_EXE_pgscale"))
@@ -19,7 +19,10 @@ fn status(k: &Kit, name: &str) -> Value {
 fn init_status_psql_hba_destroy() {
     let k = kit();
     let port = free_port("127.0.0.1");
-    let f = k.write("c.yaml", &k.inventory("alpha", "  hba:\n    - host all app 10.0.0.0/8 scram-sha-256\n", &[("pg1", "127.0.0.1", port)]));
+    let f = k.write(
+        "c.yaml",
+        &k.inventory("alpha", "  hba:\n    - host all app 10.0.0.0/8 scram-sha-256\n", &[("pg1", "127.0.0.1", port)]),
+    );
 
     k.cmd().args(["init", "-c"]).arg(&f).assert().success();
 
@@ -43,10 +46,32 @@ fn init_status_psql_hba_destroy() {
     assert!(t.contains("primary") && t.contains("running") && t.contains(&format!("127.0.0.1:{port}")), "{t}");
 
     // psql passes arguments through, as the admin user, password from the 0600 file
-    let out = k.cmd().args(["psql", "-n", "alpha", "--", "-Atc", "select current_user || ' ' || setting from pg_settings where name = 'data_checksums'"]).output().unwrap();
+    let out = k
+        .cmd()
+        .args([
+            "psql",
+            "-n",
+            "alpha",
+            "--",
+            "-Atc",
+            "select current_user || ' ' || setting from pg_settings where name = 'data_checksums'",
+        ])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "postgres on");
-    let out = k.cmd().args(["psql", "-n", "alpha", "--", "-Atc", "select rolreplication from pg_roles where rolname = 'pgscale_repl'"]).output().unwrap();
+    let out = k
+        .cmd()
+        .args([
+            "psql",
+            "-n",
+            "alpha",
+            "--",
+            "-Atc",
+            "select rolreplication from pg_roles where rolname = 'pgscale_repl'",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
     let out = k.cmd().args(["psql", "-n", "alpha", "--", "-Atc", "select setting from pg_settings where name in ('wal_level','wal_log_hints','password_encryption','listen_addresses') order by name"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "127.0.0.1\nscram-sha-256\nreplica\non");
@@ -59,7 +84,10 @@ fn init_status_psql_hba_destroy() {
     let host_lines: Vec<&str> = hba.lines().filter(|l| l.starts_with("host")).collect();
     assert!(!host_lines.is_empty());
     assert!(host_lines.iter().all(|l| l.ends_with("scram-sha-256")), "{hba}");
-    assert!(host_lines.iter().filter(|l| !l.contains("10.0.0.0/8")).all(|l| l.contains("/32") || l.contains("/128")), "{hba}");
+    assert!(
+        host_lines.iter().filter(|l| !l.contains("10.0.0.0/8")).all(|l| l.contains("/32") || l.contains("/128")),
+        "{hba}"
+    );
     assert!(!hba.contains("0.0.0.0/0") && !hba.contains("trust"), "{hba}");
     assert!(hba.contains("127.0.0.1/32"));
     assert!(hba.trim_end().ends_with("host all app 10.0.0.0/8 scram-sha-256"));
@@ -131,7 +159,10 @@ fn dry_run_changes_nothing_and_bad_input_is_exit_2() {
     assert_eq!(std::fs::read_dir(k.path("pg1")).unwrap().count(), 1);
 
     // located static errors: unknown field, duplicate name
-    let bad = k.write("bad.yaml", "name: beta\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: 5\n    data_dir: /x/a\n    colour: red\n");
+    let bad = k.write(
+        "bad.yaml",
+        "name: beta\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: 5\n    data_dir: /x/a\n    colour: red\n",
+    );
     let out = k.cmd().args(["init", "-c"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:7"), "{}", String::from_utf8_lossy(&out.stderr));

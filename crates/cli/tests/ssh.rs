@@ -22,7 +22,12 @@ fn init_status_destroy_over_ssh() {
     );
     let f = k.write("c.yaml", &yaml);
     let out = k.cmd().args(["init", "-c"]).arg(&f).output().unwrap();
-    assert!(out.status.success(), "{}\nsshd log:\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&sshd.log).unwrap_or_default());
+    assert!(
+        out.status.success(),
+        "{}\nsshd log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&sshd.log).unwrap_or_default()
+    );
     let log = std::fs::read_to_string(&sshd.log).unwrap();
     assert!(log.contains(&format!("Accepted publickey for {}", sshd.login)), "commands went through sshd: {log}");
 

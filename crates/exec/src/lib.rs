@@ -92,11 +92,14 @@ pub async fn apply(plan: &Plan, rt: &mut Runtime<'_>, args: &[String], on: &mut 
     let mut failed_nodes: Vec<String> = Vec::new();
     let mut any_failed = false;
     for (i, step) in plan.steps.iter().enumerate() {
-        let blocked = (any_failed && !plan.keep_going)
-            || (any_failed && step.node.is_empty())
-            || failed_nodes.contains(&step.node);
+        let blocked = (any_failed && (!plan.keep_going || step.node.is_empty())) || failed_nodes.contains(&step.node);
         if blocked {
-            results.push(StepResult { id: step.id.clone(), node: step.node.clone(), outcome: Outcome::NotRun, elapsed: Duration::ZERO });
+            results.push(StepResult {
+                id: step.id.clone(),
+                node: step.node.clone(),
+                outcome: Outcome::NotRun,
+                elapsed: Duration::ZERO,
+            });
             continue;
         }
         on(Progress::Started { index: i, total, step });
@@ -130,7 +133,11 @@ pub async fn apply(plan: &Plan, rt: &mut Runtime<'_>, args: &[String], on: &mut 
         failpoint(&step.id);
     }
     let report = Report { results, elapsed: t0.elapsed() };
-    let _ = rt.journal.record(&Event::Finished { operation: &plan.operation, ok: report.ok(), ms: report.elapsed.as_millis() });
+    let _ = rt.journal.record(&Event::Finished {
+        operation: &plan.operation,
+        ok: report.ok(),
+        ms: report.elapsed.as_millis(),
+    });
     report
 }
 
@@ -177,7 +184,9 @@ async fn sql(rt: &Runtime<'_>, node_name: &str, text: &str) -> Result<(), ExecEr
     let n = node(rt, node_name)?;
     let c = pg::connect(&n.target, rt.call_deadline).await?;
     match tokio::time::timeout(rt.call_deadline, c.batch_execute(text)).await {
-        Err(_) => Err(PgError::Timeout { what: "run SQL".into(), addr: n.target.addr(), deadline: rt.call_deadline }.into()),
+        Err(_) => {
+            Err(PgError::Timeout { what: "run SQL".into(), addr: n.target.addr(), deadline: rt.call_deadline }.into())
+        }
         Ok(Err(e)) => Err(ExecError::Check(format!(
             "run SQL on {}: {}",
             n.target.addr(),
@@ -248,7 +257,10 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
                 return Ok(Some("PG_VERSION exists: already initialised".into()));
             }
             let admin = rt.inventory.postgres.admin_user.clone();
-            let pw = rt.secrets.password(&admin).ok_or_else(|| ExecError::Check(format!("no password for {admin} in the secret file")))?;
+            let pw = rt
+                .secrets
+                .password(&admin)
+                .ok_or_else(|| ExecError::Check(format!("no password for {admin} in the secret file")))?;
             h.write_file(pwfile, format!("{pw}\n").as_bytes(), 0o600, d).await?;
             let res = h.run_ok(&Run::new(argv, long)).await;
             // Remove the password file whatever happened.
@@ -288,7 +300,10 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
         Action::Sql { sql: text } => sql(rt, &step.node, text).await.map(|_| None),
         Action::Reload => sql(rt, &step.node, plan::sql::RELOAD).await.map(|_| None),
         Action::EnsureRole { role, replication } => {
-            let pw = rt.secrets.password(role).ok_or_else(|| ExecError::Check(format!("no password for {role} in the secret file")))?;
+            let pw = rt
+                .secrets
+                .password(role)
+                .ok_or_else(|| ExecError::Check(format!("no password for {role} in the secret file")))?;
             let text = plan::sql::ensure_role(role, *replication, &pg::scram_verifier(pw));
             sql(rt, &step.node, &text).await.map(|_| None)
         }
@@ -297,12 +312,17 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
             let c = pg::connect(&n.target, d).await?;
             let rows = tokio::time::timeout(d, c.query(plan::sql::HBA_ERRORS, &[]))
                 .await
-                .map_err(|_| PgError::Timeout { what: "read pg_hba_file_rules".into(), addr: n.target.addr(), deadline: d })?
+                .map_err(|_| PgError::Timeout {
+                    what: "read pg_hba_file_rules".into(),
+                    addr: n.target.addr(),
+                    deadline: d,
+                })?
                 .map_err(|e| ExecError::Check(format!("read pg_hba_file_rules: {e}")))?;
             if rows.is_empty() {
                 Ok(None)
             } else {
-                let errs: Vec<String> = rows.iter().map(|r| format!("line {}: {}", r.get::<_, i32>(0), r.get::<_, String>(1))).collect();
+                let errs: Vec<String> =
+                    rows.iter().map(|r| format!("line {}: {}", r.get::<_, i32>(0), r.get::<_, String>(1))).collect();
                 Err(ExecError::Check(format!(
                     "the server rejects pg_hba.conf ({}); it was NOT reloaded: fix `postgres.hba` and run apply-config again",
                     errs.join("; ")

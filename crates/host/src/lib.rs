@@ -66,7 +66,11 @@ impl<'a> Run<'a> {
     }
 
     pub fn what(&self) -> String {
-        let prog = self.argv.first().map(|a| Path::new(a).file_name().map_or(a.as_str(), |f| f.to_str().unwrap_or(a))).unwrap_or("");
+        let prog = self
+            .argv
+            .first()
+            .map(|a| Path::new(a).file_name().map_or(a.as_str(), |f| f.to_str().unwrap_or(a)))
+            .unwrap_or("");
         format!("run {prog}")
     }
 }
@@ -160,7 +164,14 @@ impl Host {
 
     /// The OS user can write into and enter `path`.
     pub async fn user_can_use_dir(&self, path: &Path, deadline: Duration) -> Result<bool, HostError> {
-        let argv = ["test".to_string(), "-w".into(), path.display().to_string(), "-a".into(), "-x".into(), path.display().to_string()];
+        let argv = [
+            "test".to_string(),
+            "-w".into(),
+            path.display().to_string(),
+            "-a".into(),
+            "-x".into(),
+            path.display().to_string(),
+        ];
         Ok(self.run(&Run::new(&argv, deadline)).await?.ok())
     }
 }

@@ -59,7 +59,9 @@ impl LocalHost {
         let me = nix::unistd::geteuid();
         let switch = me.is_root();
         if switch && user.uid == 0 {
-            return Err(HostError::Config("PostgreSQL refuses to run as root: set `postgres.os_user` to an unprivileged user".into()));
+            return Err(HostError::Config(
+                "PostgreSQL refuses to run as root: set `postgres.os_user` to an unprivileged user".into(),
+            ));
         }
         if !switch && me.as_raw() != user.uid {
             return Err(HostError::Config(format!(
@@ -79,8 +81,11 @@ impl LocalHost {
 
     fn chown(&self, path: &Path) -> Result<(), HostError> {
         if self.switch {
-            std::os::unix::fs::chown(path, Some(self.user.uid), Some(self.user.gid))
-                .map_err(ioe(format!("chown {} to {}", path.display(), self.user.name)))?;
+            std::os::unix::fs::chown(path, Some(self.user.uid), Some(self.user.gid)).map_err(ioe(format!(
+                "chown {} to {}",
+                path.display(),
+                self.user.name
+            )))?;
         }
         Ok(())
     }
@@ -150,9 +155,13 @@ impl LocalHost {
                     .create(parent)
                     .map_err(ioe(format!("create directory {}", parent.display())))?;
             }
-            fs::DirBuilder::new().mode(0o700).create(path).map_err(ioe(format!("create directory {}", path.display())))?;
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(path)
+                .map_err(ioe(format!("create directory {}", path.display())))?;
         }
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(ioe(format!("chmod 0700 {}", path.display())))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            .map_err(ioe(format!("chmod 0700 {}", path.display())))?;
         self.chown(path)?;
         Ok(created)
     }
@@ -193,7 +202,11 @@ impl LocalHost {
         for e in rd {
             let e = e.map_err(ioe(format!("read directory {}", path.display())))?;
             let p = e.path();
-            let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+            let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
             r.map_err(ioe(format!("remove {}", p.display())))?;
         }
         Ok(())

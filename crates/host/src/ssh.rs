@@ -57,7 +57,12 @@ impl SshHost {
         let dest = target.host.clone();
         let session = match tokio::time::timeout(deadline + Duration::from_secs(1), b.connect(&dest)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(HostError::Ssh { dest, message: format!("{e} (check that `ssh -o BatchMode=yes` works for this host and user)") }),
+            Ok(Err(e)) => {
+                return Err(HostError::Ssh {
+                    dest,
+                    message: format!("{e} (check that `ssh -o BatchMode=yes` works for this host and user)"),
+                })
+            }
             Err(_) => return Err(HostError::Timeout { what: format!("ssh connect to {dest}"), deadline }),
         };
         Ok(SshHost { target, session: Arc::new(session) })
@@ -95,12 +100,18 @@ impl SshHost {
             // `arg` shell-quotes each argument for the remote shell.
             c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
             c.stdin(if r.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-            let mut child = c.spawn().await.map_err(|e| HostError::Ssh { dest: self.dest(), message: e.to_string() })?;
+            let mut child =
+                c.spawn().await.map_err(|e| HostError::Ssh { dest: self.dest(), message: e.to_string() })?;
             if let (Some(data), Some(mut sin)) = (r.stdin, child.stdin().take()) {
-                sin.write_all(data).await.map_err(|e| HostError::Io { what: format!("{what}: write stdin"), source: e })?;
+                sin.write_all(data)
+                    .await
+                    .map_err(|e| HostError::Io { what: format!("{what}: write stdin"), source: e })?;
                 drop(sin);
             }
-            let o = child.wait_with_output().await.map_err(|e| HostError::Ssh { dest: self.dest(), message: e.to_string() })?;
+            let o = child
+                .wait_with_output()
+                .await
+                .map_err(|e| HostError::Ssh { dest: self.dest(), message: e.to_string() })?;
             Ok::<_, HostError>(Output {
                 status: o.status.code().unwrap_or(-1),
                 stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -113,13 +124,23 @@ impl SshHost {
         }
     }
 
-    async fn script(&self, script: &str, path: &Path, stdin: Option<&[u8]>, deadline: Duration) -> Result<Output, HostError> {
+    async fn script(
+        &self,
+        script: &str,
+        path: &Path,
+        stdin: Option<&[u8]>,
+        deadline: Duration,
+    ) -> Result<Output, HostError> {
         let argv = sh(script, path);
         let mut r = Run::new(&argv, deadline);
         r.stdin = stdin;
         let o = self.run(&r).await?;
         if !o.ok() {
-            return Err(HostError::Failed { what: format!("{} on {}", path.display(), self.dest()), status: o.status, stderr: o.stderr });
+            return Err(HostError::Failed {
+                what: format!("{} on {}", path.display(), self.dest()),
+                status: o.status,
+                stderr: o.stderr,
+            });
         }
         Ok(o)
     }
@@ -159,7 +180,9 @@ impl SshHost {
     }
 
     pub async fn write_file(&self, path: &Path, data: &[u8], mode: u32, deadline: Duration) -> Result<(), HostError> {
-        let script = format!(r#"umask 077 && cat > "$1.pgscale-tmp" && chmod {mode:o} "$1.pgscale-tmp" && mv -f "$1.pgscale-tmp" "$1""#);
+        let script = format!(
+            r#"umask 077 && cat > "$1.pgscale-tmp" && chmod {mode:o} "$1.pgscale-tmp" && mv -f "$1.pgscale-tmp" "$1""#
+        );
         self.script(&script, path, Some(data), deadline).await.map(|_| ())
     }
 

@@ -89,7 +89,8 @@ impl Home {
         let dir = self.cluster_dir(&inv.name);
         self.ensure_dir(&dir)?;
         let path = dir.join(INVENTORY);
-        let text = serde_saphyr::to_string(inv).map_err(|e| HomeError::Parse { path: path.clone(), message: e.to_string() })?;
+        let text = serde_saphyr::to_string(inv)
+            .map_err(|e| HomeError::Parse { path: path.clone(), message: e.to_string() })?;
         let text = format!("# Written by pgscale: the cluster as pgscale manages it. Do not edit.\n{text}");
         write_atomic(&path, text.as_bytes(), 0o600)
     }

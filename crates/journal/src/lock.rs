@@ -53,8 +53,7 @@ impl LockGuard {
         };
         file.set_len(0).map_err(io("truncate", path))?;
         file.rewind().map_err(io("rewind", path))?;
-        file.write_all(serde_json::to_string(&holder).unwrap_or_default().as_bytes())
-            .map_err(io("write", path))?;
+        file.write_all(serde_json::to_string(&holder).unwrap_or_default().as_bytes()).map_err(io("write", path))?;
         let _ = file.sync_all();
         Ok(LockGuard { file })
     }

@@ -36,12 +36,8 @@ struct Line<'a> {
 
 impl Journal {
     pub(crate) fn open(path: &Path) -> Result<Journal, HomeError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io("open journal", path))?;
+        let file =
+            OpenOptions::new().create(true).append(true).mode(0o600).open(path).map_err(io("open journal", path))?;
         Ok(Journal { path: path.to_path_buf(), file })
     }
 

@@ -238,10 +238,7 @@ impl Inventory {
 
     /// The node with `role: primary`, else the first node listed.
     pub fn primary(&self) -> Option<&NodeSpec> {
-        self.nodes
-            .iter()
-            .find(|n| n.role == Some(Role::Primary))
-            .or_else(|| self.nodes.first())
+        self.nodes.iter().find(|n| n.role == Some(Role::Primary)).or_else(|| self.nodes.first())
     }
 
     pub fn is_primary(&self, name: &str) -> bool {

@@ -131,5 +131,3 @@ pub struct ConfigObs {
     /// names pgscale sets.
     pub contexts: BTreeMap<String, String>,
 }
-
-

@@ -74,10 +74,7 @@ pub async fn connect(t: &Target, deadline: Duration) -> Result<Client, PgError> 
 
 /// Whether something accepts TCP connections on host:port (within the deadline).
 pub async fn tcp_listening(host: &str, port: u16, deadline: Duration) -> bool {
-    matches!(
-        tokio::time::timeout(deadline, tokio::net::TcpStream::connect((host, port))).await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(deadline, tokio::net::TcpStream::connect((host, port))).await, Ok(Ok(_)))
 }
 
 /// A SCRAM-SHA-256 verifier for a password: what `CREATE ROLE … PASSWORD`

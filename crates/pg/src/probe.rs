@@ -1,13 +1,19 @@
 use crate::conn::{classify, connect, Target};
 use crate::PgError;
 use host::{Host, Run};
-use model::{ConfigObs, Downstream, NodeObservation, ObservedRole, Observed, PgLsn, RunState, Slot};
+use model::{ConfigObs, Downstream, NodeObservation, Observed, ObservedRole, PgLsn, RunState, Slot};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_postgres::Client;
 
-async fn q(c: &Client, addr: &str, what: &str, sql: &str, deadline: Duration) -> Result<Vec<tokio_postgres::Row>, PgError> {
+async fn q(
+    c: &Client,
+    addr: &str,
+    what: &str,
+    sql: &str,
+    deadline: Duration,
+) -> Result<Vec<tokio_postgres::Row>, PgError> {
     match tokio::time::timeout(deadline, c.query(sql, &[])).await {
         Err(_) => Err(PgError::Timeout { what: what.into(), addr: addr.into(), deadline }),
         Ok(r) => r.map_err(|e| classify(what, addr, e)),
@@ -102,7 +108,8 @@ pub async fn config_obs(t: &Target, names: &[String], deadline: Duration) -> Res
     {
         o.auto_conf.insert(r.get(0), r.get::<_, Option<String>>(1).unwrap_or_default());
     }
-    let pr = q(&c, &a, "read pending_restart", "SELECT count(*) FROM pg_settings WHERE pending_restart", deadline).await?;
+    let pr =
+        q(&c, &a, "read pending_restart", "SELECT count(*) FROM pg_settings WHERE pending_restart", deadline).await?;
     o.pending_restart = pr[0].get::<_, i64>(0) > 0;
     // Contexts of what we will set and of what is set now (a RESET of a
     // restart-only parameter needs a restart too).
@@ -113,7 +120,8 @@ pub async fn config_obs(t: &Target, names: &[String], deadline: Duration) -> Res
     if !list.is_empty() {
         let sql = format!("SELECT name, context FROM pg_settings WHERE name IN ({list})");
         let rows = q(&c, &a, "read pg_settings", &sql, deadline).await?;
-        o.contexts = rows.into_iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).collect::<BTreeMap<_, _>>();
+        o.contexts =
+            rows.into_iter().map(|r| (r.get::<_, String>(0), r.get::<_, String>(1))).collect::<BTreeMap<_, _>>();
     }
     Ok(o)
 }

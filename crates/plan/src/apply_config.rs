@@ -32,11 +32,7 @@ pub fn check_only_config_changed(old: &Inventory, new: &Inventory) -> Result<(),
     Ok(())
 }
 
-pub fn plan_apply_config(
-    new: &Inventory,
-    ctx: &Ctx,
-    obs: &BTreeMap<String, ConfigObs>,
-) -> Result<Plan, Vec<String>> {
+pub fn plan_apply_config(new: &Inventory, ctx: &Ctx, obs: &BTreeMap<String, ConfigObs>) -> Result<Plan, Vec<String>> {
     let mut p = Plan::new(&new.name, "apply-config");
     p.keep_going = true;
     let mut errors = Vec::new();
@@ -45,10 +41,7 @@ pub fn plan_apply_config(
     // before it can take the primary down.
     for n in node_order(new) {
         let Some(o) = obs.get(&n.name).filter(|o| o.running) else {
-            p.notes.push(format!(
-                "{} is not running: skipped; start it and run apply-config again",
-                n.name
-            ));
+            p.notes.push(format!("{} is not running: skipped; start it and run apply-config again", n.name));
             continue;
         };
         let mut reload = false;
@@ -101,7 +94,10 @@ pub fn plan_apply_config(
             p.push(
                 &n.name,
                 "restart",
-                Action::Restart { data_dir: n.data_dir.clone(), argv: argv::pg_ctl_restart(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs) },
+                Action::Restart {
+                    data_dir: n.data_dir.clone(),
+                    argv: argv::pg_ctl_restart(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs),
+                },
                 "a changed parameter takes effect only at server start",
             );
         }
@@ -110,7 +106,12 @@ pub fn plan_apply_config(
         return Err(errors);
     }
     if !p.is_empty() {
-        p.push("", "record", Action::SaveInventory { phase: Phase::Ready }, "the inventory's configuration is rolled out");
+        p.push(
+            "",
+            "record",
+            Action::SaveInventory { phase: Phase::Ready },
+            "the inventory's configuration is rolled out",
+        );
     }
     Ok(p)
 }
@@ -124,7 +125,12 @@ mod tests {
     fn setup() -> (Inventory, Ctx, BTreeMap<String, ConfigObs>) {
         let y = "name: demo\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: 5501\n    data_dir: /d/pg1\n  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n";
         let inv = parse_inventory("c.yaml", y).unwrap().0;
-        let ctx = Ctx { bin_dir: "/b".into(), os_user: "postgres".into(), peers: vec!["127.0.0.1".parse().unwrap()], wait_secs: 10 };
+        let ctx = Ctx {
+            bin_dir: "/b".into(),
+            os_user: "postgres".into(),
+            peers: vec!["127.0.0.1".parse().unwrap()],
+            wait_secs: 10,
+        };
         let mut obs = BTreeMap::new();
         for n in &inv.nodes {
             let o = ConfigObs {
@@ -168,7 +174,15 @@ mod tests {
         let p = plan_apply_config(&inv, &ctx, &obs).unwrap();
         assert_eq!(
             ids(&p),
-            ["pg2:set-shared_buffers", "pg2:reload", "pg2:restart", "pg1:set-shared_buffers", "pg1:reload", "pg1:restart", "record"]
+            [
+                "pg2:set-shared_buffers",
+                "pg2:reload",
+                "pg2:restart",
+                "pg1:set-shared_buffers",
+                "pg1:reload",
+                "pg1:restart",
+                "record"
+            ]
         );
     }
 
@@ -180,7 +194,16 @@ mod tests {
         let p = plan_apply_config(&inv, &ctx, &obs).unwrap();
         assert_eq!(
             ids(&p),
-            ["pg2:hba", "pg2:check-hba", "pg2:reset-work_mem", "pg2:reload", "pg1:hba", "pg1:check-hba", "pg1:reload", "record"]
+            [
+                "pg2:hba",
+                "pg2:check-hba",
+                "pg2:reset-work_mem",
+                "pg2:reload",
+                "pg1:hba",
+                "pg1:check-hba",
+                "pg1:reload",
+                "record"
+            ]
         );
     }
 

@@ -26,14 +26,22 @@ pub fn plan_destroy(inv: &Inventory, ctx: &Ctx, obs: &Observed) -> Plan {
         p.push(
             &n.name,
             "stop",
-            Action::Stop { data_dir: n.data_dir.clone(), argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", ctx.wait_secs) },
+            Action::Stop {
+                data_dir: n.data_dir.clone(),
+                argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", ctx.wait_secs),
+            },
             "stop the server (fast: open transactions are rolled back)",
         );
         for d in &n.state.created_dirs {
             p.push(&n.name, "remove-dir", Action::RemoveDir { path: d.clone() }, "pgscale created it");
         }
         for d in adopted(n) {
-            p.push(&n.name, "empty-dir", Action::EmptyDir { path: d }, "it was empty when pgscale took it over; the directory itself stays");
+            p.push(
+                &n.name,
+                "empty-dir",
+                Action::EmptyDir { path: d },
+                "it was empty when pgscale took it over; the directory itself stays",
+            );
         }
     }
     p.push("", "forget", Action::ForgetCluster, "the cluster no longer exists");

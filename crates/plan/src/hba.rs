@@ -27,9 +27,8 @@ pub fn render(inv: &Inventory, os_user: &str, peers: &[IpAddr]) -> String {
          # TYPE  DATABASE     USER                 ADDRESS                  METHOD\n",
         inv.name
     );
-    let line = |t: &str, db: &str, user: &str, addr: &str, m: &str| {
-        format!("{t:<7} {db:<12} {user:<20} {addr:<24} {m}\n")
-    };
+    let line =
+        |t: &str, db: &str, user: &str, addr: &str, m: &str| format!("{t:<7} {db:<12} {user:<20} {addr:<24} {m}\n");
     // Local socket: the OS user who owns the server may log in as the admin
     // role of the same name without a password (peer); everyone else needs
     // the password.
@@ -65,10 +64,7 @@ pub fn check_user_line(line: &str, allow_trust: bool) -> Result<(), String> {
         return Err("empty pg_hba line".into());
     };
     let is_host = kind.starts_with("host");
-    let ok_kind = matches!(
-        *kind,
-        "local" | "host" | "hostssl" | "hostnossl" | "hostgssenc" | "hostnogssenc"
-    );
+    let ok_kind = matches!(*kind, "local" | "host" | "hostssl" | "hostnossl" | "hostgssenc" | "hostnogssenc");
     if !ok_kind {
         return Err(format!(
             "`{kind}` is not a pg_hba connection type (local, host, hostssl, hostnossl, hostgssenc, hostnogssenc)"
@@ -84,11 +80,9 @@ pub fn check_user_line(line: &str, allow_trust: bool) -> Result<(), String> {
     let method_idx = min - 1;
     let method = fields[method_idx];
     if is_host && method == "trust" && !allow_trust {
-        return Err(
-            "`trust` on a host line lets anyone from that network in without a password; \
+        return Err("`trust` on a host line lets anyone from that network in without a password; \
              use scram-sha-256, or set `allow_trust: true` under `postgres` if you really mean it"
-                .into(),
-        );
+            .into());
     }
     Ok(())
 }
@@ -99,16 +93,8 @@ mod tests {
     use model::{Inventory, PostgresSpec};
 
     fn inv(hba: Vec<&str>) -> Inventory {
-        let pg = PostgresSpec {
-            hba: hba.into_iter().map(String::from).collect(),
-            ..PostgresSpec::default()
-        };
-        Inventory {
-            name: "demo".into(),
-            postgres: pg,
-            nodes: vec![],
-            state: Default::default(),
-        }
+        let pg = PostgresSpec { hba: hba.into_iter().map(String::from).collect(), ..PostgresSpec::default() };
+        Inventory { name: "demo".into(), postgres: pg, nodes: vec![], state: Default::default() }
     }
 
     #[test]

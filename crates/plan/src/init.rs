@@ -33,10 +33,9 @@ pub fn plan_init(inv: &Inventory, ctx: &Ctx, f: &InitFacts) -> Plan {
         Action::SaveInventory { phase: Phase::Initializing },
         "record the intent first: an interrupted init can be re-run or destroyed",
     );
-    for (verb, path, st) in [
-        ("data-dir", n.data_dir.clone(), f.dirs.data_dir),
-        ("socket-dir", n.socket_dir(), f.dirs.socket_dir),
-    ] {
+    for (verb, path, st) in
+        [("data-dir", n.data_dir.clone(), f.dirs.data_dir), ("socket-dir", n.socket_dir(), f.dirs.socket_dir)]
+    {
         match st {
             DirState::Missing => p.push(
                 node,

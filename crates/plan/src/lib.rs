@@ -9,9 +9,9 @@ pub mod destroy;
 pub mod hba;
 pub mod init;
 pub mod load;
-pub mod steps;
 pub mod sql;
 pub mod status;
+pub mod steps;
 pub mod validate;
 
 pub use load::{parse_inventory, Locations, Problem};

@@ -46,10 +46,7 @@ pub struct Locations {
 
 impl Locations {
     pub fn for_file(file: impl Into<String>) -> Self {
-        Locations {
-            file: file.into(),
-            map: BTreeMap::new(),
-        }
+        Locations { file: file.into(), map: BTreeMap::new() }
     }
 
     /// A problem at `field`, located at the field or else its closest parent.
@@ -137,10 +134,7 @@ pub fn parse_inventory(file: &str, text: &str) -> Result<(Inventory, Locations),
         put(m, "name".into(), &doc.name);
         put(m, "state".into(), &doc.state);
         if let Some(pg) = &doc.postgres {
-            m.insert(
-                "postgres".into(),
-                (pg.referenced.line(), pg.referenced.column()),
-            );
+            m.insert("postgres".into(), (pg.referenced.line(), pg.referenced.column()));
             let p = &pg.value;
             put(m, "postgres.parameters".into(), &p.parameters);
             put(m, "postgres.os_user".into(), &p.os_user);
@@ -148,17 +142,11 @@ pub fn parse_inventory(file: &str, text: &str) -> Result<(Inventory, Locations),
             put(m, "postgres.replication_user".into(), &p.replication_user);
             put(m, "postgres.bin_dir".into(), &p.bin_dir);
             for (i, h) in p.hba.iter().flatten().enumerate() {
-                m.insert(
-                    format!("postgres.hba[{i}]"),
-                    (h.referenced.line(), h.referenced.column()),
-                );
+                m.insert(format!("postgres.hba[{i}]"), (h.referenced.line(), h.referenced.column()));
             }
         }
         for (i, n) in doc.nodes.iter().enumerate() {
-            m.insert(
-                format!("nodes[{i}]"),
-                (n.referenced.line(), n.referenced.column()),
-            );
+            m.insert(format!("nodes[{i}]"), (n.referenced.line(), n.referenced.column()));
             let v = &n.value;
             for (f, l) in [
                 ("name", &v.name),

@@ -23,11 +23,7 @@ pub fn alter_system_reset(name: &str) -> String {
 /// Create the role or, when it exists, bring it to the wanted attributes and
 /// password. `verifier` is a SCRAM verifier, never a clear-text password.
 pub fn ensure_role(role: &str, replication: bool, verifier: &str) -> String {
-    let attrs = if replication {
-        "LOGIN REPLICATION"
-    } else {
-        "LOGIN SUPERUSER"
-    };
+    let attrs = if replication { "LOGIN REPLICATION" } else { "LOGIN SUPERUSER" };
     // A DO block keeps this one idempotent statement; format() with %I/%L
     // quotes again on the server side.
     format!(
@@ -58,10 +54,7 @@ mod tests {
     fn quoting() {
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
-        assert_eq!(
-            alter_system_set("work_mem", "4MB"),
-            "ALTER SYSTEM SET \"work_mem\" = '4MB'"
-        );
+        assert_eq!(alter_system_set("work_mem", "4MB"), "ALTER SYSTEM SET \"work_mem\" = '4MB'");
     }
 
     #[test]

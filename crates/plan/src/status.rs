@@ -1,7 +1,7 @@
 //! The status report: inventory + observations → the rows `status` prints
 //! and the JSON object scripts read. Pure, so every mapping is unit-tested.
 
-use model::{Inventory, ObservedRole, Observed, PgLsn, RunState};
+use model::{Inventory, Observed, ObservedRole, PgLsn, RunState};
 use serde::Serialize;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -46,11 +46,7 @@ pub fn report(inv: &Inventory, obs: &Observed) -> StatusReport {
         .filter(|n| obs.get(&n.name).is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Primary))
         .map(|n| n.name.as_str())
         .collect();
-    let primary = primaries
-        .iter()
-        .find(|p| inv.is_primary(p))
-        .or(primaries.first())
-        .map(|s| s.to_string());
+    let primary = primaries.iter().find(|p| inv.is_primary(p)).or(primaries.first()).map(|s| s.to_string());
     let nodes = inv
         .nodes
         .iter()
@@ -73,7 +69,9 @@ pub fn report(inv: &Inventory, obs: &Observed) -> StatusReport {
                 .and_then(|uo| uo.downstreams.iter().find(|d| d.application_name == n.name));
             let head = upstream.as_deref().and_then(|u| obs.get(u)).and_then(|uo| uo.lsn);
             let lag_bytes = match (role, head, o.and_then(|o| o.lsn)) {
-                (ObservedRole::Standby, Some(h), Some(mine)) => Some((u64::from(h) as i64 - u64::from(mine) as i64).max(0)),
+                (ObservedRole::Standby, Some(h), Some(mine)) => {
+                    Some((u64::from(h) as i64 - u64::from(mine) as i64).max(0))
+                }
                 _ => None,
             };
             NodeStatus {

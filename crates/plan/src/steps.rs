@@ -23,28 +23,59 @@ pub struct Ctx {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     /// Write the desired inventory to the home (atomically).
-    SaveInventory { phase: Phase },
+    SaveInventory {
+        phase: Phase,
+    },
     /// Make a directory, mode 0700, owned by the OS user. `adopt`: it exists
     /// and is empty; pgscale takes it over (and will only empty it later).
-    CreateDir { path: PathBuf, adopt: bool },
+    CreateDir {
+        path: PathBuf,
+        adopt: bool,
+    },
     /// `pwfile`: a 0600 file the executor fills with the admin password just
     /// before initdb and removes right after.
-    InitDb { data_dir: PathBuf, pwfile: PathBuf, argv: Vec<String> },
-    WriteFile { path: PathBuf, mode: u32, contents: String },
-    Start { data_dir: PathBuf, argv: Vec<String> },
-    Stop { data_dir: PathBuf, argv: Vec<String> },
-    Restart { data_dir: PathBuf, argv: Vec<String> },
-    Sql { sql: String },
+    InitDb {
+        data_dir: PathBuf,
+        pwfile: PathBuf,
+        argv: Vec<String>,
+    },
+    WriteFile {
+        path: PathBuf,
+        mode: u32,
+        contents: String,
+    },
+    Start {
+        data_dir: PathBuf,
+        argv: Vec<String>,
+    },
+    Stop {
+        data_dir: PathBuf,
+        argv: Vec<String>,
+    },
+    Restart {
+        data_dir: PathBuf,
+        argv: Vec<String>,
+    },
+    Sql {
+        sql: String,
+    },
     /// Create or update a role with the password kept in the home's secret
     /// file (sent as a SCRAM verifier, never in clear text).
-    EnsureRole { role: String, replication: bool },
+    EnsureRole {
+        role: String,
+        replication: bool,
+    },
     /// Refuse to go on if the server finds errors in pg_hba.conf.
     CheckHba,
     Reload,
     /// Remove a directory pgscale created.
-    RemoveDir { path: PathBuf },
+    RemoveDir {
+        path: PathBuf,
+    },
     /// Remove what is inside a directory pgscale adopted empty.
-    EmptyDir { path: PathBuf },
+    EmptyDir {
+        path: PathBuf,
+    },
     /// Remove the cluster's record from the home.
     ForgetCluster,
 }
@@ -75,7 +106,10 @@ impl Action {
             Action::SaveInventory { phase } => format!("save inventory (phase {phase:?})").to_lowercase(),
             Action::CreateDir { path, adopt: false } => format!("create directory {} (0700)", path.display()),
             Action::CreateDir { path, adopt: true } => format!("adopt empty directory {} (0700)", path.display()),
-            Action::InitDb { argv, .. } | Action::Start { argv, .. } | Action::Stop { argv, .. } | Action::Restart { argv, .. } => {
+            Action::InitDb { argv, .. }
+            | Action::Start { argv, .. }
+            | Action::Stop { argv, .. }
+            | Action::Restart { argv, .. } => {
                 format!("run: {}", argv.join(" "))
             }
             Action::WriteFile { path, mode, contents } => {

@@ -89,7 +89,10 @@ pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
         bad("postgres.admin_user".into(), format!("`{}` is not a valid role name (a-z, 0-9, _)", pg.admin_user));
     }
     if !valid_role(&pg.replication_user) {
-        bad("postgres.replication_user".into(), format!("`{}` is not a valid role name (a-z, 0-9, _)", pg.replication_user));
+        bad(
+            "postgres.replication_user".into(),
+            format!("`{}` is not a valid role name (a-z, 0-9, _)", pg.replication_user),
+        );
     }
     if pg.admin_user == pg.replication_user {
         bad("postgres.replication_user".into(), "must differ from admin_user".into());
@@ -99,7 +102,10 @@ pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
             bad("postgres.os_user".into(), format!("`{u}` is not a valid OS user name"));
         }
         if u == "root" {
-            bad("postgres.os_user".into(), "PostgreSQL refuses to run as root; use an unprivileged user such as `postgres`".into());
+            bad(
+                "postgres.os_user".into(),
+                "PostgreSQL refuses to run as root; use an unprivileged user such as `postgres`".into(),
+            );
         }
     }
     if let Some(b) = &pg.bin_dir {
@@ -156,12 +162,25 @@ pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
         }
         let sock_len = n.socket_dir().as_os_str().len() + "/.s.PGSQL.65535".len();
         if sock_len > 107 {
-            bad(f("socket_dir"), format!("the socket path would be {sock_len} bytes, over the 107-byte limit; set a shorter `socket_dir`"));
+            bad(
+                f("socket_dir"),
+                format!(
+                    "the socket path would be {sock_len} bytes, over the 107-byte limit; set a shorter `socket_dir`"
+                ),
+            );
         }
         for d in [n.data_dir.clone(), n.socket_dir()] {
             if let Some(j) = dirs.insert((n.host.clone(), d.clone()), i) {
                 if j != i {
-                    bad(f("data_dir"), format!("`{}` on {} is already used by nodes[{j}] ({})", d.display(), n.host, inv.nodes[j].name));
+                    bad(
+                        f("data_dir"),
+                        format!(
+                            "`{}` on {} is already used by nodes[{j}] ({})",
+                            d.display(),
+                            n.host,
+                            inv.nodes[j].name
+                        ),
+                    );
                     // the socket dir derives from the data dir: one report is enough
                     break;
                 }
@@ -257,10 +276,9 @@ pub fn validate_facts(
     for (i, n) in inv.nodes.iter().enumerate() {
         let Some(fx) = facts.get(&n.name) else { continue };
         let own = |p: &Path| ours.iter().any(|o| o == p);
-        for (field, path, st) in [
-            ("data_dir", n.data_dir.clone(), fx.data_dir),
-            ("socket_dir", n.socket_dir(), fx.socket_dir),
-        ] {
+        for (field, path, st) in
+            [("data_dir", n.data_dir.clone(), fx.data_dir), ("socket_dir", n.socket_dir(), fx.socket_dir)]
+        {
             let msg = match st {
                 DirState::NotEmpty if !own(&path) => Some(format!(
                     "`{}` on {} exists and is not empty; pgscale never touches such a directory: choose another path or empty it yourself",
@@ -308,7 +326,8 @@ mod tests {
 
     #[test]
     fn bad_names() {
-        let p = check("name: Demo\nnodes:\n  - name: pg-1\n    host: 127.0.0.1\n    port: 5501\n    data_dir: /d/pg1\n");
+        let p =
+            check("name: Demo\nnodes:\n  - name: pg-1\n    host: 127.0.0.1\n    port: 5501\n    data_dir: /d/pg1\n");
         assert_eq!(p.len(), 2, "{p:?}");
         assert_eq!(p[0].line, Some(1));
         assert_eq!(p[1].line, Some(3));
@@ -362,7 +381,9 @@ mod tests {
 
     #[test]
     fn unknown_upstream_self_and_cycle() {
-        let p = check(&with("  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n    upstream: pg9\n"));
+        let p = check(&with(
+            "  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n    upstream: pg9\n",
+        ));
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].message.contains("`pg9` is not a node"));
         assert_eq!(p[0].line, Some(11));
@@ -370,7 +391,9 @@ mod tests {
             "  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n    upstream: pg3\n  - name: pg3\n    host: 127.0.0.3\n    port: 5501\n    data_dir: /d/pg3\n    upstream: pg2\n",
         ));
         assert!(p.iter().any(|x| x.message.contains("cycle")), "{p:?}");
-        let p = check(&with("  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n    upstream: pg2\n"));
+        let p = check(&with(
+            "  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n    upstream: pg2\n",
+        ));
         assert!(p[0].message.contains("its own upstream"), "{p:?}");
     }
 
@@ -391,7 +414,9 @@ mod tests {
         assert_eq!(p[0].line, Some(4));
         assert!(p[0].message.contains("allow_trust"));
         assert!(p[1].message.contains("`port` cannot be set here"));
-        let y = format!("name: demo\npostgres:\n  allow_trust: true\n  hba:\n    - host all all 10.0.0.0/8 trust\nnodes:\n{NODE1}");
+        let y = format!(
+            "name: demo\npostgres:\n  allow_trust: true\n  hba:\n    - host all all 10.0.0.0/8 trust\nnodes:\n{NODE1}"
+        );
         assert!(check(&y).is_empty());
     }
 

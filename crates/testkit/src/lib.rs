@@ -166,7 +166,12 @@ impl Drop for Child {
 /// Run a command to completion; panic with its output if it fails.
 pub fn sh(argv: &[&str]) -> String {
     let o = Command::new(argv[0]).args(&argv[1..]).output().unwrap_or_else(|e| panic!("run {argv:?}: {e}"));
-    assert!(o.status.success(), "{argv:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{argv:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -184,7 +189,10 @@ pub struct Sshd {
 impl Sshd {
     pub fn start(dir: &Path) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
-        assert!(sshd.exists(), "the SSH test needs openssh-server (apt-get install openssh-server); .ci/run installs it");
+        assert!(
+            sshd.exists(),
+            "the SSH test needs openssh-server (apt-get install openssh-server); .ci/run installs it"
+        );
         std::fs::create_dir_all(dir).unwrap();
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let p = |f: &str| dir.join(f).display().to_string();
@@ -224,7 +232,11 @@ impl Sshd {
         let child = Child(child);
         let until = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < until, "sshd did not listen: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            assert!(
+                std::time::Instant::now() < until,
+                "sshd did not listen: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Sshd { port, login, identity: dir.join("id"), known_hosts: dir.join("known_hosts"), log, _child: child }

@@ -65,6 +65,10 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: ApplyConfigArgs, argv: &[Str
     for n in &plan.notes {
         eprintln!("note: {n}");
     }
-    finish(&report, &format!("apply-config of cluster {}", a.name), &format!("pgscale apply-config -n {} -c {}", a.name, a.config.display()))?;
+    finish(
+        &report,
+        &format!("apply-config of cluster {}", a.name),
+        &format!("pgscale apply-config -n {} -c {}", a.name, a.config.display()),
+    )?;
     Ok(if plan.notes.is_empty() { 0 } else { crate::fail::FAILED })
 }

@@ -46,7 +46,13 @@ pub async fn run(home: &Home, a: DemoArgs) -> anyhow::Result<u8> {
     let argv = vec!["pgscale".to_string(), "demo".into()];
     let t0 = Instant::now();
     eprintln!("== pgscale init -c {}", file.display());
-    init::run(home, OutputFormat::Table, InitArgs { config: file.clone(), dry_run: false, yes: true, timeout: Duration::from_secs(10) }, &argv).await?;
+    init::run(
+        home,
+        OutputFormat::Table,
+        InitArgs { config: file.clone(), dry_run: false, yes: true, timeout: Duration::from_secs(10) },
+        &argv,
+    )
+    .await?;
     let t_init = t0.elapsed();
 
     let result = async {
@@ -56,7 +62,8 @@ pub async fn run(home: &Home, a: DemoArgs) -> anyhow::Result<u8> {
         let (_, target) = crate::resolve::targets(&inv, &secrets).into_iter().next().expect("one node");
         let c = pg::connect(&target, Duration::from_secs(5)).await.map_err(|e| failed(e.to_string()))?;
         let t1 = Instant::now();
-        c.batch_execute("CREATE TABLE IF NOT EXISTS demo_ledger (id bigint PRIMARY KEY, at timestamptz DEFAULT now())").await?;
+        c.batch_execute("CREATE TABLE IF NOT EXISTS demo_ledger (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+            .await?;
         let n: i64 = 1000;
         for i in 0..n {
             c.execute("INSERT INTO demo_ledger (id) VALUES ($1) ON CONFLICT DO NOTHING", &[&i]).await?;
@@ -67,21 +74,30 @@ pub async fn run(home: &Home, a: DemoArgs) -> anyhow::Result<u8> {
         }
         eprintln!("{n} single-row commits in {:.2}s; read back {count}", t1.elapsed().as_secs_f64());
         eprintln!("\n== pgscale status -n {NAME}");
-        status::run(home, OutputFormat::Table, StatusArgs { name: NAME.into(), timeout: Duration::from_secs(3) }).await?;
+        status::run(home, OutputFormat::Table, StatusArgs { name: NAME.into(), timeout: Duration::from_secs(3) })
+            .await?;
         Ok::<_, anyhow::Error>(())
     }
     .await;
 
     eprintln!("\ntimings: init {:.2}s", t_init.as_secs_f64());
     if a.keep && result.is_ok() {
-        eprintln!("kept: `pgscale status -n {NAME}`, `pgscale psql -n {NAME}`; remove with `pgscale destroy -n {NAME} --yes`");
+        eprintln!(
+            "kept: `pgscale status -n {NAME}`, `pgscale psql -n {NAME}`; remove with `pgscale destroy -n {NAME} --yes`"
+        );
         if let Some(t) = _tmp {
             let _ = t.keep();
         }
         return Ok(0);
     }
     eprintln!("\n== pgscale destroy -n {NAME} --yes");
-    destroy::run(home, OutputFormat::Table, DestroyArgs { name: NAME.into(), yes: true, dry_run: false, timeout: Duration::from_secs(10) }, &argv).await?;
+    destroy::run(
+        home,
+        OutputFormat::Table,
+        DestroyArgs { name: NAME.into(), yes: true, dry_run: false, timeout: Duration::from_secs(10) },
+        &argv,
+    )
+    .await?;
     result?;
     Ok(0)
 }

@@ -28,7 +28,11 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: DestroyArgs, argv: &[String]
     }
     if !a.yes {
         print_plan(&plan, OutputFormat::Table);
-        if !confirm(&format!("This stops every node of {} and deletes the data directories pgscale created.", a.name), &a.name, false)? {
+        if !confirm(
+            &format!("This stops every node of {} and deletes the data directories pgscale created.", a.name),
+            &a.name,
+            false,
+        )? {
             return Err(refused("not confirmed: nothing changed"));
         }
     }

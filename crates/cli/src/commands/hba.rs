@@ -11,14 +11,18 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: HbaArgs) -> anyhow::Result<u
     };
     let cl = Cluster::open(home, inv.clone(), a.timeout, true).await?;
     let want = plan::hba::render(&inv, &cl.os_user, &cl.peers);
-    let target = cl.targets().into_iter().find(|(n, _)| *n == node.name).map(|(_, t)| t).expect("every node has a target");
+    let target =
+        cl.targets().into_iter().find(|(n, _)| *n == node.name).map(|(_, t)| t).expect("every node has a target");
     let obs = pg::config_obs(&target, &[], a.timeout)
         .await
         .map_err(|e| failed(format!("read pg_hba.conf of {}: {e}", node.name)))?;
     let have = obs.hba.unwrap_or_default();
     let matches = have == want;
     if fmt == OutputFormat::Json {
-        println!("{}", serde_json::json!({"cluster": inv.name, "node": node.name, "hba": have, "matches_inventory": matches}));
+        println!(
+            "{}",
+            serde_json::json!({"cluster": inv.name, "node": node.name, "hba": have, "matches_inventory": matches})
+        );
     } else {
         print!("{have}");
         if matches {

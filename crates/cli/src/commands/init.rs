@@ -76,8 +76,7 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: InitArgs, argv: &[String]) -
     let data = h.dir_state(&p.data_dir, d).await?;
     let sock = h.dir_state(&p.socket_dir(), d).await?;
     let initialized = h.file_exists(&p.data_dir.join("PG_VERSION"), d).await?;
-    let running = initialized
-        && h.run(&Run::new(&plan::argv::pg_ctl_status(&cl.bin_dir, &p.data_dir), d)).await?.ok();
+    let running = initialized && h.run(&Run::new(&plan::argv::pg_ctl_status(&cl.bin_dir, &p.data_dir), d)).await?.ok();
     let port_in_use = pg::tcp_listening(&p.host, p.port, Duration::from_secs(1)).await;
     let facts = NodeFacts { data_dir: dir(data), socket_dir: dir(sock), port_in_use };
     let ours: Vec<_> = p.state.created_dirs.iter().chain(&p.state.adopted_dirs).cloned().collect();

@@ -18,7 +18,10 @@ pub fn run(home: &Home, fmt: OutputFormat) -> anyhow::Result<u8> {
         return Ok(0);
     }
     if rows.is_empty() {
-        eprintln!("no clusters in {}; create one with `pgscale init -c FILE` or try `pgscale demo`", home.root().display());
+        eprintln!(
+            "no clusters in {}; create one with `pgscale init -c FILE` or try `pgscale demo`",
+            home.root().display()
+        );
         return Ok(0);
     }
     let mut t = Table::new();

@@ -73,13 +73,16 @@ impl Cluster {
     pub async fn open(home: &Home, inv: Inventory, deadline: Duration, dry_run: bool) -> anyhow::Result<Cluster> {
         let hosts = resolve::hosts(&inv, deadline).await?;
         let users = resolve::secret_users(&inv);
-        let secrets = if dry_run { home.secrets_readonly(&inv.name, &users)? } else { home.secrets(&inv.name, &users)? };
+        let secrets =
+            if dry_run { home.secrets_readonly(&inv.name, &users)? } else { home.secrets(&inv.name, &users)? };
         let os_user = resolve::os_user_name(&inv);
         let primary = inv.primary().ok_or_else(|| invalid("the inventory has no nodes"))?;
         let bin_dir = match (&inv.postgres.bin_dir, hosts.get(&primary.name)) {
             (Some(b), _) => b.clone(),
             (None, Some(Ok(h))) => resolve::bin_dir(&inv, h, deadline).await?,
-            (None, Some(Err(e))) => return Err(crate::fail::failed(format!("reach the primary {}: {e}", primary.name))),
+            (None, Some(Err(e))) => {
+                return Err(crate::fail::failed(format!("reach the primary {}: {e}", primary.name)))
+            }
             (None, None) => return Err(invalid("the primary has no host")),
         };
         let peers = resolve::peers(&inv, deadline).await;
@@ -99,12 +102,20 @@ impl Cluster {
         resolve::targets(&self.inv, &self.secrets)
     }
 
-    pub fn runtime<'h>(&self, home: &'h Home, desired: Inventory, call: Duration, long: Duration) -> anyhow::Result<Runtime<'h>> {
+    pub fn runtime<'h>(
+        &self,
+        home: &'h Home,
+        desired: Inventory,
+        call: Duration,
+        long: Duration,
+    ) -> anyhow::Result<Runtime<'h>> {
         let targets: BTreeMap<_, _> = self.targets().into_iter().collect();
         let nodes = self
             .hosts
             .iter()
-            .filter_map(|(n, h)| Some((n.clone(), NodeRt { host: h.as_ref().ok()?.clone(), target: targets.get(n)?.clone() })))
+            .filter_map(|(n, h)| {
+                Some((n.clone(), NodeRt { host: h.as_ref().ok()?.clone(), target: targets.get(n)?.clone() }))
+            })
             .collect();
         Ok(Runtime {
             home,

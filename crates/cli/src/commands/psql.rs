@@ -20,9 +20,17 @@ pub async fn run(home: &Home, a: PsqlArgs) -> anyhow::Result<u8> {
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("psql"));
     let secrets = home.secrets_path(&inv.name);
-    let argv = plan::argv::psql(psql.parent().unwrap_or(&PathBuf::new()), &node.host, node.port, &inv.postgres.admin_user, &a.args);
+    let argv = plan::argv::psql(
+        psql.parent().unwrap_or(&PathBuf::new()),
+        &node.host,
+        node.port,
+        &inv.postgres.admin_user,
+        &a.args,
+    );
     let prog = if psql.is_absolute() { psql.display().to_string() } else { "psql".into() };
     // The password comes from PGPASSFILE (mode 0600), never argv.
     let err = std::process::Command::new(prog).args(&argv[1..]).env("PGPASSFILE", secrets).exec();
-    Err(crate::fail::failed(format!("run psql: {err} (install the PostgreSQL client: apt-get install postgresql-client)")))
+    Err(crate::fail::failed(format!(
+        "run psql: {err} (install the PostgreSQL client: apt-get install postgresql-client)"
+    )))
 }
