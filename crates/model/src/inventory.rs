@@ -198,6 +198,15 @@ pub struct NodeState {
     /// primary again; it needs `pgscale rejoin`.
     #[serde(skip_serializing_if = "is_false")]
     pub needs_rejoin: bool,
+    /// scale-out recorded this node and has not finished adding it.
+    #[serde(skip_serializing_if = "is_false")]
+    pub joining: bool,
+    /// scale-in recorded that this node leaves and has not finished.
+    #[serde(skip_serializing_if = "is_false")]
+    pub leaving: bool,
+    /// With `leaving`: remove the directories pgscale created.
+    #[serde(skip_serializing_if = "is_false")]
+    pub clear_dir: bool,
 }
 
 impl NodeState {
@@ -239,6 +248,16 @@ impl Inventory {
     /// The node with `role: primary`, else the first node listed.
     pub fn primary(&self) -> Option<&NodeSpec> {
         self.nodes.iter().find(|n| n.role == Some(Role::Primary)).or_else(|| self.nodes.first())
+    }
+
+    /// Nodes that are (or are becoming) members: not leaving.
+    pub fn staying(&self) -> impl Iterator<Item = &NodeSpec> {
+        self.nodes.iter().filter(|n| !n.state.leaving)
+    }
+
+    /// Standbys streaming directly from `name`, per the inventory.
+    pub fn downstreams_of(&self, name: &str) -> Vec<&NodeSpec> {
+        self.nodes.iter().filter(|n| n.name != name && self.upstream_of(&n.name).is_some_and(|u| u.name == name)).collect()
     }
 
     pub fn is_primary(&self, name: &str) -> bool {

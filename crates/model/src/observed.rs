@@ -57,6 +57,8 @@ pub struct Slot {
     pub name: String,
     pub active: bool,
     pub restart_lsn: Option<PgLsn>,
+    /// WAL the slot keeps from being recycled, in bytes.
+    pub retained_bytes: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +78,8 @@ pub struct NodeObservation {
     pub slots: Vec<Slot>,
     pub synchronous_standby_names: Option<String>,
     pub server_version: Option<String>,
+    pub max_wal_senders: Option<i32>,
+    pub max_replication_slots: Option<i32>,
     /// Why the node could not be probed (connection error, deadline).
     pub error: Option<String>,
 }
@@ -95,6 +99,8 @@ impl NodeObservation {
             slots: Vec::new(),
             synchronous_standby_names: None,
             server_version: None,
+            max_wal_senders: None,
+            max_replication_slots: None,
             error: Some(error.into()),
         }
     }

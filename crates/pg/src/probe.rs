@@ -27,12 +27,16 @@ const NODE_SQL: &str = "SELECT pg_is_in_recovery(),
   current_setting('server_version'),
   CASE WHEN pg_is_in_recovery()
        THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
-       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END";
+       ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  current_setting('max_wal_senders')::int,
+  current_setting('max_replication_slots')::int";
 
 const RECEIVER_SQL: &str = "SELECT sender_host, sender_port FROM pg_stat_wal_receiver";
 const DOWNSTREAM_SQL: &str =
     "SELECT application_name, client_addr::text, state, sync_state, replay_lsn, flush_lsn FROM pg_stat_replication ORDER BY application_name";
-const SLOTS_SQL: &str = "SELECT slot_name::text, active, restart_lsn FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name";
+const SLOTS_SQL: &str = "SELECT slot_name::text, active, restart_lsn,
+  pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
+  FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name";
 
 async fn probe_inner(name: &str, t: &Target, deadline: Duration) -> Result<NodeObservation, PgError> {
     let c = connect(t, deadline).await?;
@@ -48,6 +52,8 @@ async fn probe_inner(name: &str, t: &Target, deadline: Duration) -> Result<NodeO
     o.synchronous_standby_names = Some(r.get(3));
     o.server_version = Some(r.get(4));
     o.timeline = r.get::<_, Option<i32>>(5).map(|x| x as u32);
+    o.max_wal_senders = Some(r.get(6));
+    o.max_replication_slots = Some(r.get(7));
     if in_recovery {
         if let Some(rr) = q(&c, &a, "probe wal receiver", RECEIVER_SQL, deadline).await?.first() {
             o.upstream_host = rr.get(0);
@@ -65,7 +71,7 @@ async fn probe_inner(name: &str, t: &Target, deadline: Duration) -> Result<NodeO
         });
     }
     for s in q(&c, &a, "probe slots", SLOTS_SQL, deadline).await? {
-        o.slots.push(Slot { name: s.get(0), active: s.get(1), restart_lsn: s.get(2) });
+        o.slots.push(Slot { name: s.get(0), active: s.get(1), restart_lsn: s.get(2), retained_bytes: s.get(3) });
     }
     Ok(o)
 }

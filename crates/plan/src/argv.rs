@@ -81,6 +81,29 @@ pub fn pg_ctl_restart(bin_dir: &Path, data_dir: &Path, socket_dir: &Path, wait_s
     ]
 }
 
+/// Base copy from the upstream through the new node's slot, WAL streamed
+/// alongside (`-X stream`), checkpoint requested at once (`-c fast`). The
+/// password comes from PGPASSFILE; `--no-password` forbids a prompt.
+pub fn pg_basebackup(bin_dir: &Path, data_dir: &Path, host: &str, port: u16, user: &str, slot: &str) -> Vec<String> {
+    vec![
+        bin(bin_dir, "pg_basebackup"),
+        "--pgdata".into(),
+        p(data_dir),
+        "--host".into(),
+        host.into(),
+        "--port".into(),
+        port.to_string(),
+        "--username".into(),
+        user.into(),
+        "--no-password".into(),
+        "--wal-method=stream".into(),
+        "--checkpoint=fast".into(),
+        "--slot".into(),
+        slot.into(),
+        "--progress".into(),
+    ]
+}
+
 pub fn pg_ctl_status(bin_dir: &Path, data_dir: &Path) -> Vec<String> {
     vec![bin(bin_dir, "pg_ctl"), "status".into(), "--pgdata".into(), p(data_dir)]
 }

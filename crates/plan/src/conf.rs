@@ -49,6 +49,15 @@ pub fn managed_settings(inv: &Inventory, node: &NodeSpec) -> Vec<(String, String
         ("logging_collector".into(), "on".into()),
         ("log_directory".into(), "log".into()),
     ];
+    // Role-specific settings: a standby streams from its upstream through
+    // its own slot; the primary names its synchronous standbys.
+    match inv.upstream_of(&node.name) {
+        Some(up) => {
+            v.push(("primary_conninfo".into(), primary_conninfo(inv, node, up)));
+            v.push(("primary_slot_name".into(), node.name.clone()));
+        }
+        None => v.push(("synchronous_standby_names".into(), crate::sync::standby_names(inv))),
+    }
     for (k, val) in &inv.postgres.parameters {
         let val = val.to_string();
         match v.iter_mut().find(|(n, _)| n == k) {
@@ -57,6 +66,31 @@ pub fn managed_settings(inv: &Inventory, node: &NodeSpec) -> Vec<(String, String
         }
     }
     v
+}
+
+/// The replication password file on a standby's host: in the node's own
+/// 0700 socket directory, outside the data directory (a base copy taken
+/// from this node must not carry it).
+pub fn passfile(node: &NodeSpec) -> std::path::PathBuf {
+    node.socket_dir().join("pgpass")
+}
+
+/// A libpq conninfo value: single-quoted, `\` and `'` escaped.
+fn conn_value(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// How `node` reaches `up`: as the replication role, named by its
+/// application_name, the password read from its passfile (never inline).
+pub fn primary_conninfo(inv: &Inventory, node: &NodeSpec, up: &NodeSpec) -> String {
+    format!(
+        "host={} port={} user={} application_name={} passfile={} connect_timeout=5",
+        conn_value(&up.host),
+        up.port,
+        conn_value(&inv.postgres.replication_user),
+        conn_value(&node.name),
+        conn_value(&passfile(node).display().to_string())
+    )
 }
 
 /// Quote a value the way ALTER SYSTEM writes it.

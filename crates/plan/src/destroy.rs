@@ -29,6 +29,7 @@ pub fn plan_destroy(inv: &Inventory, ctx: &Ctx, obs: &Observed) -> Plan {
             Action::Stop {
                 data_dir: n.data_dir.clone(),
                 argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", ctx.wait_secs),
+                deadline_secs: ctx.wait_secs + 5,
             },
             "stop the server (fast: open transactions are rolled back)",
         );

@@ -8,9 +8,11 @@ pub mod conf;
 pub mod destroy;
 pub mod hba;
 pub mod init;
+pub mod scale;
 pub mod load;
 pub mod sql;
 pub mod status;
+pub mod sync;
 pub mod steps;
 pub mod validate;
 

@@ -38,6 +38,31 @@ pub fn ensure_role(role: &str, replication: bool, verifier: &str) -> String {
     )
 }
 
+/// Create a physical slot (reserving WAL now) unless it exists.
+pub fn create_slot(name: &str) -> String {
+    format!(
+        "SELECT pg_create_physical_replication_slot({n}, true) WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = {n})",
+        n = literal(name)
+    )
+}
+
+/// Drop a slot if it exists. A slot still held by a walsender (a node that
+/// was frozen or killed) is freed first by ending that walsender; the loop
+/// is bounded (5 s) so this never waits forever.
+pub fn drop_slot(name: &str) -> String {
+    format!(
+        "DO $pgscale$ DECLARE pid int; BEGIN \
+         FOR i IN 1..100 LOOP \
+         SELECT active_pid INTO pid FROM pg_replication_slots WHERE slot_name = {n}; \
+         EXIT WHEN pid IS NULL; \
+         PERFORM pg_terminate_backend(pid); PERFORM pg_sleep(0.05); \
+         END LOOP; \
+         IF EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = {n}) THEN \
+         PERFORM pg_drop_replication_slot({n}); END IF; END $pgscale$",
+        n = literal(name)
+    )
+}
+
 pub const RELOAD: &str = "SELECT pg_reload_conf()";
 
 /// Errors the server finds in pg_hba.conf as it is now on disk.
@@ -55,6 +80,13 @@ mod tests {
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(alter_system_set("work_mem", "4MB"), "ALTER SYSTEM SET \"work_mem\" = '4MB'");
+    }
+
+    #[test]
+    fn slot_statements_are_guarded() {
+        assert!(create_slot("pg2").contains("WHERE NOT EXISTS"));
+        let d = drop_slot("pg2");
+        assert!(d.contains("IF EXISTS") && d.contains("pg_terminate_backend") && d.contains("1..100"));
     }
 
     #[test]

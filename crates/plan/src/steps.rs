@@ -48,9 +48,12 @@ pub enum Action {
         data_dir: PathBuf,
         argv: Vec<String>,
     },
+    /// `deadline_secs`: how long pgscale waits for pg_ctl (its own -t plus a
+    /// margin); a node that does not stop by then is reported.
     Stop {
         data_dir: PathBuf,
         argv: Vec<String>,
+        deadline_secs: u64,
     },
     Restart {
         data_dir: PathBuf,
@@ -67,6 +70,18 @@ pub enum Action {
     },
     /// Refuse to go on if the server finds errors in pg_hba.conf.
     CheckHba,
+    /// A .pgpass file with `user`'s password from the home's secret file.
+    WritePassfile { path: PathBuf, user: String },
+    /// pg_basebackup into `data_dir`, PGPASSFILE=`passfile`. Complete when
+    /// `backup_manifest` exists (pg_basebackup writes it last).
+    BaseBackup { data_dir: PathBuf, passfile: PathBuf, argv: Vec<String> },
+    /// On the step's node (the upstream): wait until `standby` streams and
+    /// has flushed the WAL the upstream had when streaming began.
+    WaitStreaming { standby: String, timeout_secs: u64 },
+    /// Record in the inventory that a joining node is now a member.
+    MarkMember { node: String },
+    /// Remove a leaving node from the inventory.
+    ForgetNode { node: String },
     Reload,
     /// Remove a directory pgscale created.
     RemoveDir {
@@ -94,6 +109,11 @@ impl Action {
             Action::Sql { .. } => "idempotent statement",
             Action::EnsureRole { .. } => "exists: ALTER instead of CREATE",
             Action::CheckHba => "read-only",
+            Action::WritePassfile { .. } => "whole-file atomic write",
+            Action::BaseBackup { .. } => "backup_manifest exists: skip",
+            Action::WaitStreaming { .. } => "read-only",
+            Action::MarkMember { .. } => "already a member: no change",
+            Action::ForgetNode { .. } => "not in the inventory: skip",
             Action::Reload => "idempotent",
             Action::RemoveDir { .. } => "missing: skip",
             Action::EmptyDir { .. } => "missing or empty: skip",
@@ -121,6 +141,15 @@ impl Action {
                 if *replication { "LOGIN REPLICATION" } else { "LOGIN SUPERUSER" }
             ),
             Action::CheckHba => "check pg_hba_file_rules for errors".into(),
+            Action::WritePassfile { path, user } => format!("write {} (.pgpass line for {user}, mode 0600)", path.display()),
+            Action::BaseBackup { argv, passfile, .. } => {
+                format!("run: PGPASSFILE={} {}", passfile.display(), argv.join(" "))
+            }
+            Action::WaitStreaming { standby, timeout_secs } => {
+                format!("wait until {standby} streams and has caught up (up to {timeout_secs}s)")
+            }
+            Action::MarkMember { node } => format!("record {node} as a member in the inventory"),
+            Action::ForgetNode { node } => format!("remove {node} from the inventory"),
             Action::Reload => "sql: SELECT pg_reload_conf()".into(),
             Action::RemoveDir { path } => format!("remove directory {}", path.display()),
             Action::EmptyDir { path } => format!("empty directory {}", path.display()),
@@ -131,10 +160,19 @@ impl Action {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Step {
-    /// Stable id: `<node>:<verb>`; journal entries and fault injection name it.
+    /// Stable id: `<lane>:<verb>`; journal entries and fault injection name it.
     pub id: String,
     /// The node it runs on; empty for steps on the home.
     pub node: String,
+    /// Steps of one lane run in order; lanes of one wave may run at the same
+    /// time (scale-out adds independent nodes in parallel). The lane is the
+    /// node being worked on, which may differ from where the step runs (a
+    /// slot made on the upstream for a joining node).
+    pub lane: String,
+    pub wave: u32,
+    /// A failure is reported, and does not stop the lane (stopping a node
+    /// that does not answer, during scale-in).
+    pub best_effort: bool,
     pub action: Action,
     pub reason: String,
 }
@@ -148,6 +186,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Things the user should know that are not steps (skipped nodes…).
     pub notes: Vec<String>,
+    /// Lanes of a wave run at most this many at a time; 1 = strictly in order.
+    pub parallel: usize,
 }
 
 impl Plan {
@@ -158,15 +198,36 @@ impl Plan {
             keep_going: false,
             steps: Vec::new(),
             notes: Vec::new(),
+            parallel: 1,
         }
     }
 
     pub fn push(&mut self, node: &str, verb: &str, action: Action, reason: impl Into<String>) {
-        let base = if node.is_empty() { verb.to_string() } else { format!("{node}:{verb}") };
-        // Ids stay unique when a verb repeats on a node.
+        self.push_in(0, node, node, verb, action, reason);
+    }
+
+    /// A step in `wave`, in `lane`, running on `node`.
+    pub fn push_in(&mut self, wave: u32, lane: &str, node: &str, verb: &str, action: Action, reason: impl Into<String>) {
+        let base = if lane.is_empty() { verb.to_string() } else { format!("{lane}:{verb}") };
+        // Ids stay unique when a verb repeats in a lane.
         let n = self.steps.iter().filter(|s| s.id == base || s.id.starts_with(&format!("{base}#"))).count();
         let id = if n == 0 { base } else { format!("{base}#{}", n + 1) };
-        self.steps.push(Step { id, node: node.into(), action, reason: reason.into() });
+        self.steps.push(Step {
+            id,
+            node: node.into(),
+            lane: lane.into(),
+            wave,
+            best_effort: false,
+            action,
+            reason: reason.into(),
+        });
+    }
+
+    /// Mark the last step best-effort.
+    pub fn best_effort(&mut self) {
+        if let Some(s) = self.steps.last_mut() {
+            s.best_effort = true;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -187,7 +248,9 @@ impl Plan {
         );
         for (i, st) in self.steps.iter().enumerate() {
             let node = if st.node.is_empty() { "-" } else { &st.node };
-            let _ = writeln!(s, "{:>3}. [{}] {}", i + 1, node, st.action.summary());
+            let wave = if self.parallel > 1 { format!("w{} ", st.wave) } else { String::new() };
+            let be = if st.best_effort { " (best effort)" } else { "" };
+            let _ = writeln!(s, "{:>3}. {wave}[{}] {}{be}", i + 1, node, st.action.summary());
             let _ = writeln!(s, "       why: {}  (guard: {})", st.reason, st.action.guard());
             if let Action::WriteFile { contents, .. } = &st.action {
                 for l in contents.lines() {

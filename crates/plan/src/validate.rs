@@ -224,6 +224,13 @@ pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
             }
             continue;
         }
+        let cascaded = n.upstream.as_deref().is_some_and(|u| Some(u) != primary.as_deref());
+        if cascaded && matches!(n.sync, Some(model::SyncMode::Sync | model::SyncMode::Potential)) {
+            bad(
+                format!("nodes[{i}].sync"),
+                "only direct standbys of the primary can be synchronous; a cascaded standby is async".into(),
+            );
+        }
         if let Some(u) = &n.upstream {
             if u == &n.name {
                 bad(format!("nodes[{i}].upstream"), "a node cannot be its own upstream".into());
@@ -426,6 +433,15 @@ mod tests {
         let p = check(&y);
         assert_eq!(p.len(), 1, "{p:?}");
         assert!(p[0].message.contains("written by pgscale"));
+    }
+
+    #[test]
+    fn cascaded_standby_cannot_be_sync() {
+        let y = with("  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n  - name: pg3\n    host: 127.0.0.3\n    port: 5501\n    data_dir: /d/pg3\n    upstream: pg2\n    sync: sync\n");
+        let p = check(&y);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].message.contains("cascaded"));
+        assert_eq!(p[0].line, Some(16));
     }
 
     #[test]
