@@ -67,6 +67,21 @@ pub enum Command {
                       changed parameter needs it. Restarting the primary asks first unless --yes."
     )]
     ApplyConfig(ApplyConfigArgs),
+    /// Add standbys (cascaded, sync or async) online.
+    #[command(
+        name = "scale-out",
+        after_help = "Examples:\n  pgscale scale-out -n demo --gen-template > add.yaml   # a commented template with the next free name and port\n  pgscale scale-out -n demo -c add.yaml --dry-run\n  pgscale scale-out -n demo -c add.yaml\n\nadd.yaml holds `nodes:` with the inventory's node fields (name, host, port, data_dir, upstream, sync, ssh, transport).\nEach new node: pg_hba on the others, a slot on its upstream, pg_basebackup through the slot, its own config,\nstart, wait until it streams and has caught up; only then does a sync/potential node enter\nsynchronous_standby_names. Independent nodes are added in parallel; a cascaded node waits for its upstream.\nAn interrupted scale-out continues when run again (or with `pgscale resume`)."
+    )]
+    ScaleOut(ScaleOutArgs),
+    /// Remove standbys online (their slots, pg_hba lines and sync names with them).
+    #[command(
+        name = "scale-in",
+        after_help = "Examples:\n  pgscale scale-in -n demo --node pg3 --dry-run\n  pgscale scale-in -n demo --node pg3 --yes\n  pgscale scale-in -n demo --node pg2 --node pg3 --clear-dir --timeout 5s --yes\n\nA leaving synchronous standby is taken out of synchronous_standby_names first (a potential or\nasynchronous direct standby takes its place when one can); its downstream standbys are re-pointed\nto its upstream; then it stops (a node that does not answer within --timeout is skipped and\nreported), its slot is dropped and pg_hba updated everywhere. Data is kept unless --clear-dir."
+    )]
+    ScaleIn(ScaleInArgs),
+    /// Continue an interrupted scale-out or scale-in.
+    #[command(after_help = "Example:\n  pgscale resume -n demo")]
+    Resume(ResumeArgs),
     /// Create a throw-away cluster on this machine, show it working, clean up.
     #[command(after_help = "Examples:\n  pgscale demo\n  pgscale demo --keep --dir /tmp/pgdemo")]
     Demo(DemoArgs),
@@ -163,4 +178,63 @@ pub struct DemoArgs {
     /// Keep the cluster running at the end (remove it later with `pgscale destroy -n demo`).
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScaleOutArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// File with the `nodes:` to add.
+    #[arg(short = 'c', long = "config", value_name = "FILE", required_unless_present = "gen_template")]
+    pub config: Option<PathBuf>,
+    /// Print a commented template for the next node and exit.
+    #[arg(long)]
+    pub gen_template: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Accepted for scripts (scale-out asks nothing).
+    #[arg(long)]
+    pub yes: bool,
+    /// How many nodes to copy at the same time (default: all whose upstream exists).
+    #[arg(long)]
+    pub parallel: Option<usize>,
+    /// Deadline of one remote call.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How long a new standby may take to stream and catch up after its copy.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub catchup_timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ScaleInArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// Node to remove (repeat for several).
+    #[arg(long = "node", required = true)]
+    pub nodes: Vec<String>,
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask (required without a terminal); also accepts dropping to asynchronous replication.
+    #[arg(long)]
+    pub yes: bool,
+    /// Remove the data directories pgscale created for the removed nodes.
+    #[arg(long)]
+    pub clear_dir: bool,
+    /// Deadline of each remote call and of stopping a leaving node.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask (scale-in resumes ask like scale-in does).
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }

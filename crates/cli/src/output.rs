@@ -15,19 +15,69 @@ pub fn print_plan(p: &Plan, fmt: OutputFormat) {
     }
 }
 
-/// Progress lines on stderr: one per finished step.
+/// Progress on stderr: one line per finished step; a base copy shows a
+/// bar (bytes done/total, rate) on a terminal and a line every 10% otherwise.
 pub fn progress() -> impl FnMut(Progress) {
-    |p| {
-        if let Progress::Finished { index, total, step, result } = p {
+    let tty = std::io::stderr().is_terminal();
+    let mut bars: std::collections::BTreeMap<String, indicatif::ProgressBar> = Default::default();
+    let mut last_decile: std::collections::BTreeMap<String, u64> = Default::default();
+    let multi = indicatif::MultiProgress::new();
+    move |p| match p {
+        Progress::Started { .. } => {}
+        Progress::Bytes { step, done, total } => {
+            if total == 0 {
+                return;
+            }
+            if tty {
+                let bar = bars.entry(step.id.clone()).or_insert_with(|| {
+                    let b = multi.add(indicatif::ProgressBar::new(total));
+                    b.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{msg:28} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    b.set_message(step.id.clone());
+                    b
+                });
+                bar.set_length(total);
+                bar.set_position(done);
+            } else {
+                let dec = done * 10 / total;
+                let prev = last_decile.entry(step.id.clone()).or_insert(u64::MAX);
+                if *prev != dec {
+                    *prev = dec;
+                    eprintln!(
+                        "        {} copied {} of {} MB ({}%)",
+                        step.id,
+                        done >> 20,
+                        total >> 20,
+                        done * 100 / total
+                    );
+                }
+            }
+        }
+        Progress::Finished { index, total, step, result } => {
+            if let Some(b) = bars.remove(&step.id) {
+                b.finish_and_clear();
+            }
             let w = total.to_string().len();
             let secs = result.elapsed.as_secs_f64();
             let line = match &result.outcome {
                 Outcome::Done => format!("ok      {secs:.2}s"),
                 Outcome::Skipped(why) => format!("skipped ({why})"),
+                Outcome::Warned(e) => {
+                    format!("WARNING {secs:.2}s\n        {e}\n        (best effort: the operation goes on)")
+                }
                 Outcome::Failed(e) => format!("FAILED  {secs:.2}s\n        {e}"),
                 Outcome::NotRun => "not run".into(),
             };
-            eprintln!("[{:>w$}/{total}] {:<28} {line}", index + 1, step.id);
+            let _ = multi.println(format!("[{:>w$}/{total}] {:<28} {line}", index + 1, step.id));
+            if !tty {
+                // MultiProgress prints nothing without a terminal
+                eprintln!("[{:>w$}/{total}] {:<28} {line}", index + 1, step.id);
+            }
         }
     }
 }

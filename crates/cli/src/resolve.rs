@@ -59,7 +59,8 @@ pub async fn is_local(n: &NodeSpec, deadline: Duration) -> bool {
 /// address this machine (where pgscale runs) uses to reach each node.
 pub async fn peers(inv: &Inventory, deadline: Duration) -> Vec<IpAddr> {
     let mut v = Vec::new();
-    for n in &inv.nodes {
+    // A leaving node's address is no longer a peer.
+    for n in inv.staying() {
         for ip in addrs_of(&n.host, deadline).await {
             v.push(ip);
             v.extend(source_address(&ip));

@@ -2,13 +2,16 @@
 //! announced in the journal (fsynced) before it runs and recorded after.
 //! Chooses no steps and prints nothing: progress goes to a callback.
 
+use futures::StreamExt;
 use host::{Host, HostError, Run};
 use journal::{Event, Home, HomeError, Journal, Secrets};
 use model::Inventory;
 use pg::{PgError, Target};
 use plan::{Action, Plan, Step};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,12 +36,13 @@ pub struct NodeRt {
 
 pub struct Runtime<'a> {
     pub home: &'a Home,
-    /// The desired inventory; steps add to its `state` (directories created)
-    /// and SaveInventory writes it.
-    pub inventory: Inventory,
+    /// The desired inventory; steps add to its `state` (directories created,
+    /// members joined) and SaveInventory writes it. Behind a mutex because
+    /// lanes run concurrently; never held across an await.
+    pub inventory: Mutex<Inventory>,
     pub nodes: BTreeMap<String, NodeRt>,
     pub secrets: Secrets,
-    pub journal: Journal,
+    pub journal: Mutex<Journal>,
     /// Deadline of one remote call (SQL, file operation, probe).
     pub call_deadline: Duration,
     /// Deadline of pg_ctl waits and initdb.
@@ -48,6 +52,8 @@ pub struct Runtime<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Done,
+    /// A best-effort step failed: reported, and the plan went on.
+    Warned(String),
     Skipped(String),
     Failed(String),
     /// Not run because an earlier step failed.
@@ -70,75 +76,186 @@ pub struct Report {
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.results.iter().all(|r| matches!(r.outcome, Outcome::Done | Outcome::Skipped(_)))
+        self.results.iter().all(|r| matches!(r.outcome, Outcome::Done | Outcome::Skipped(_) | Outcome::Warned(_)))
     }
 }
 
 /// What the caller is told as steps run.
 pub enum Progress<'a> {
-    Started { index: usize, total: usize, step: &'a Step },
-    Finished { index: usize, total: usize, step: &'a Step, result: &'a StepResult },
+    Started {
+        index: usize,
+        total: usize,
+        step: &'a Step,
+    },
+    Finished {
+        index: usize,
+        total: usize,
+        step: &'a Step,
+        result: &'a StepResult,
+    },
+    /// A base copy's progress, as the upstream reports it.
+    Bytes {
+        step: &'a Step,
+        done: u64,
+        total: u64,
+    },
 }
 
-/// Run `plan`. After a failed step: with `keep_going`, other nodes' steps
-/// still run (the failed node's later steps and node-less steps do not);
-/// without, nothing more runs. Re-running the command re-plans from what is
+/// Run `plan`. Steps of one lane run in order; with `plan.parallel > 1` the
+/// lanes of a wave run at the same time (at most `parallel`), waves one
+/// after the other. After a failed step: its lane stops; without
+/// `keep_going` nothing else starts either; lane-less steps (the record)
+/// never run after a failure. Re-running the command re-plans from what is
 /// left, so stopping early is always safe.
-pub async fn apply(plan: &Plan, rt: &mut Runtime<'_>, args: &[String], on: &mut dyn FnMut(Progress)) -> Report {
+pub async fn apply(plan: &Plan, rt: &Runtime<'_>, args: &[String], on: &mut dyn FnMut(Progress)) -> Report {
     let t0 = Instant::now();
     let total = plan.steps.len();
-    let _ = rt.journal.record(&Event::Request { operation: &plan.operation, args, steps: total });
-    let mut results = Vec::new();
-    let mut failed_nodes: Vec<String> = Vec::new();
-    let mut any_failed = false;
-    for (i, step) in plan.steps.iter().enumerate() {
-        let blocked = (any_failed && (!plan.keep_going || step.node.is_empty())) || failed_nodes.contains(&step.node);
-        if blocked {
-            results.push(StepResult {
-                id: step.id.clone(),
-                node: step.node.clone(),
-                outcome: Outcome::NotRun,
-                elapsed: Duration::ZERO,
-            });
-            continue;
+    rt.record(&Event::Request { operation: &plan.operation, args, steps: total });
+    let ex = Exec { plan, rt, on: RefCell::new(on), st: RefCell::new(ExecState::default()), total };
+    if plan.parallel <= 1 {
+        for i in 0..total {
+            ex.run_one(i).await;
         }
-        on(Progress::Started { index: i, total, step });
-        let _ = rt.journal.record(&Event::Started { step: &step.id, node: &step.node });
+    } else {
+        let mut waves: Vec<u32> = plan.steps.iter().map(|s| s.wave).collect();
+        waves.dedup();
+        let mut seen = BTreeSet::new();
+        for w in waves.into_iter().filter(|w| seen.insert(*w)) {
+            let idx: Vec<usize> = (0..total).filter(|&i| plan.steps[i].wave == w).collect();
+            for &i in idx.iter().filter(|&&i| plan.steps[i].lane.is_empty()) {
+                ex.run_one(i).await;
+            }
+            let mut lanes: Vec<(String, Vec<usize>)> = Vec::new();
+            for &i in idx.iter().filter(|&&i| !plan.steps[i].lane.is_empty()) {
+                let l = &plan.steps[i].lane;
+                match lanes.iter_mut().find(|(n, _)| n == l) {
+                    Some((_, v)) => v.push(i),
+                    None => lanes.push((l.clone(), vec![i])),
+                }
+            }
+            let ex = &ex;
+            futures::stream::iter(lanes)
+                .map(|(_, v)| async move {
+                    for i in v {
+                        ex.run_one(i).await;
+                    }
+                })
+                .buffer_unordered(plan.parallel)
+                .collect::<Vec<()>>()
+                .await;
+        }
+    }
+    let results = ex.st.into_inner().results.into_iter().enumerate().map(|(i, r)| {
+        r.unwrap_or(StepResult {
+            id: plan.steps[i].id.clone(),
+            node: plan.steps[i].node.clone(),
+            outcome: Outcome::NotRun,
+            elapsed: Duration::ZERO,
+        })
+    });
+    let report = Report { results: results.collect(), elapsed: t0.elapsed() };
+    rt.record(&Event::Finished { operation: &plan.operation, ok: report.ok(), ms: report.elapsed.as_millis() });
+    report
+}
+
+#[derive(Default)]
+struct ExecState {
+    failed_lanes: BTreeSet<String>,
+    any_failed: bool,
+    results: Vec<Option<StepResult>>,
+}
+
+struct Exec<'p, 'r, 'h, 'o> {
+    plan: &'p Plan,
+    rt: &'r Runtime<'h>,
+    on: RefCell<&'o mut dyn FnMut(Progress)>,
+    st: RefCell<ExecState>,
+    total: usize,
+}
+
+impl Exec<'_, '_, '_, '_> {
+    fn emit(&self, p: Progress) {
+        (self.on.borrow_mut())(p);
+    }
+
+    async fn run_one(&self, i: usize) {
+        let step = &self.plan.steps[i];
+        {
+            let st = self.st.borrow();
+            let blocked = (st.any_failed && (!self.plan.keep_going || step.lane.is_empty()))
+                || st.failed_lanes.contains(&step.lane);
+            if blocked {
+                return;
+            }
+        }
+        self.emit(Progress::Started { index: i, total: self.total, step });
+        self.rt.record(&Event::Started { step: &step.id, node: &step.node });
         let s0 = Instant::now();
-        let res = run_step(step, rt).await;
+        let res = run_step(step, self.rt, &|done, total| self.emit(Progress::Bytes { step, done, total })).await;
         let elapsed = s0.elapsed();
         let ms = elapsed.as_millis();
         let outcome = match res {
             Ok(None) => {
-                let _ = rt.journal.record(&Event::Succeeded { step: &step.id, node: &step.node, ms, output: "" });
+                self.rt.record(&Event::Succeeded { step: &step.id, node: &step.node, ms, output: "" });
                 Outcome::Done
             }
             Ok(Some(why)) => {
-                let _ = rt.journal.record(&Event::Skipped { step: &step.id, node: &step.node, why: &why });
+                self.rt.record(&Event::Skipped { step: &step.id, node: &step.node, why: &why });
                 Outcome::Skipped(why)
+            }
+            Err(e) if step.best_effort => {
+                let msg = format!("{}: {e}", step.id);
+                self.rt.record(&Event::Failed { step: &step.id, node: &step.node, ms, error: &msg });
+                Outcome::Warned(msg)
             }
             Err(e) => {
                 let msg = format!("{}: {e}", step.id);
-                let _ = rt.journal.record(&Event::Failed { step: &step.id, node: &step.node, ms, error: &msg });
-                any_failed = true;
-                if !step.node.is_empty() {
-                    failed_nodes.push(step.node.clone());
-                }
+                self.rt.record(&Event::Failed { step: &step.id, node: &step.node, ms, error: &msg });
+                let mut st = self.st.borrow_mut();
+                st.any_failed = true;
+                st.failed_lanes.insert(step.lane.clone());
                 Outcome::Failed(msg)
             }
         };
         let r = StepResult { id: step.id.clone(), node: step.node.clone(), outcome, elapsed };
-        on(Progress::Finished { index: i, total, step, result: &r });
-        results.push(r);
+        self.emit(Progress::Finished { index: i, total: self.total, step, result: &r });
+        {
+            let mut st = self.st.borrow_mut();
+            if st.results.len() < self.total {
+                st.results.resize(self.total, None);
+            }
+            st.results[i] = Some(r);
+        }
         failpoint(&step.id);
     }
-    let report = Report { results, elapsed: t0.elapsed() };
-    let _ = rt.journal.record(&Event::Finished {
-        operation: &plan.operation,
-        ok: report.ok(),
-        ms: report.elapsed.as_millis(),
-    });
-    report
+}
+
+impl Runtime<'_> {
+    /// Journal writes are best effort: losing the log must not stop an
+    /// operation half-way (the databases are the truth).
+    fn record(&self, e: &Event) {
+        if let Ok(mut j) = self.journal.lock() {
+            if let Err(err) = j.record(e) {
+                tracing::warn!("journal: {err}");
+            }
+        }
+    }
+
+    fn inv<T>(&self, f: impl FnOnce(&mut Inventory) -> T) -> T {
+        let mut g = self.inventory.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    fn save(&self) -> Result<(), ExecError> {
+        let inv = self.inv(|i| i.clone());
+        self.home.save(&inv)?;
+        Ok(())
+    }
+
+    /// The inventory as the run left it.
+    pub fn inventory(&self) -> Inventory {
+        self.inv(|i| i.clone())
+    }
 }
 
 /// Tests only: die like `kill -9` right after the named step, to prove a
@@ -167,7 +284,9 @@ fn nix_kill_self() -> std::io::Result<()> {
 fn failpoint(_id: &str) {}
 
 fn node<'r>(rt: &'r Runtime<'_>, name: &str) -> Result<&'r NodeRt, ExecError> {
-    rt.nodes.get(name).ok_or_else(|| ExecError::Check(format!("node {name} has no connection (bug)")))
+    rt.nodes
+        .get(name)
+        .ok_or_else(|| ExecError::Check(format!("{name}: its host could not be reached; nothing was run there")))
 }
 
 /// pg_ctl status: 0 running, 3 not running, 4 no data directory.
@@ -180,6 +299,13 @@ fn bin_dir_of(argv: &[String]) -> &Path {
     Path::new(argv.first().map(String::as_str).unwrap_or("")).parent().unwrap_or(Path::new("/"))
 }
 
+fn sql_error(addr: &str, e: tokio_postgres::Error) -> ExecError {
+    ExecError::Check(format!(
+        "run SQL on {addr}: {}",
+        e.as_db_error().map(|d| format!("{} (SQLSTATE {})", d.message(), d.code().code())).unwrap_or(e.to_string())
+    ))
+}
+
 async fn sql(rt: &Runtime<'_>, node_name: &str, text: &str) -> Result<(), ExecError> {
     let n = node(rt, node_name)?;
     let c = pg::connect(&n.target, rt.call_deadline).await?;
@@ -187,11 +313,7 @@ async fn sql(rt: &Runtime<'_>, node_name: &str, text: &str) -> Result<(), ExecEr
         Err(_) => {
             Err(PgError::Timeout { what: "run SQL".into(), addr: n.target.addr(), deadline: rt.call_deadline }.into())
         }
-        Ok(Err(e)) => Err(ExecError::Check(format!(
-            "run SQL on {}: {}",
-            n.target.addr(),
-            e.as_db_error().map(|d| format!("{} (SQLSTATE {})", d.message(), d.code().code())).unwrap_or(e.to_string())
-        ))),
+        Ok(Err(e)) => Err(sql_error(&n.target.addr(), e)),
         Ok(Ok(())) => Ok(()),
     }
 }
@@ -226,14 +348,86 @@ fn remember_dir(inv: &mut Inventory, node_name: &str, path: &Path, created: bool
     }
 }
 
+/// The application_name a base copy runs under, so its progress can be
+/// found on the upstream (`pg_stat_progress_basebackup`).
+pub fn copy_app_name(node: &str) -> String {
+    format!("pgscale_copy_{node}")
+}
+
+/// Poll the upstream for a running base copy's progress until `stop`.
+async fn watch_copy(rt: &Runtime<'_>, upstream: &str, node_name: &str, report: &dyn Fn(u64, u64)) {
+    let Ok(n) = node(rt, upstream) else { return };
+    let Ok(c) = pg::connect(&n.target, rt.call_deadline).await else { return };
+    let q = "SELECT coalesce(p.backup_streamed, 0), coalesce(p.backup_total, 0) FROM pg_stat_progress_basebackup p \
+             JOIN pg_stat_activity a ON a.pid = p.pid WHERE a.application_name = $1";
+    let app = copy_app_name(node_name);
+    loop {
+        if let Ok(Ok(rows)) = tokio::time::timeout(rt.call_deadline, c.query(q, &[&app])).await {
+            if let Some(r) = rows.first() {
+                report(r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// On the upstream: wait until `standby` streams and has flushed the WAL
+/// the upstream had when streaming began. Flush, not replay: a standby
+/// reports its replay position only every wal_receiver_status_interval.
+async fn wait_streaming(rt: &Runtime<'_>, upstream: &str, standby: &str, timeout: Duration) -> Result<(), ExecError> {
+    let n = node(rt, upstream)?;
+    let until = Instant::now() + timeout;
+    let q = "SELECT r.state, r.flush_lsn, CASE WHEN pg_is_in_recovery() \
+             THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END \
+             FROM (SELECT 1) x LEFT JOIN pg_stat_replication r ON r.application_name = $1";
+    let mut target: Option<model::PgLsn> = None;
+    let mut last = String::from("not connected");
+    let mut client = None;
+    while Instant::now() < until {
+        if client.is_none() {
+            client = pg::connect(&n.target, rt.call_deadline).await.ok();
+        }
+        if let Some(c) = &client {
+            match tokio::time::timeout(rt.call_deadline, c.query_one(q, &[&standby])).await {
+                Ok(Ok(r)) => {
+                    let state: Option<String> = r.get(0);
+                    let flush: Option<model::PgLsn> = r.get(1);
+                    let head: Option<model::PgLsn> = r.get(2);
+                    if state.as_deref() == Some("streaming") {
+                        let t = *target.get_or_insert(head.unwrap_or(model::PgLsn::from(0)));
+                        if flush.is_some_and(|f| f >= t) {
+                            return Ok(());
+                        }
+                        last =
+                            format!("streaming, flushed {} of {t}", flush.map(|f| f.to_string()).unwrap_or("-".into()));
+                    } else {
+                        last = state.unwrap_or_else(|| "not connected".into());
+                    }
+                }
+                _ => client = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(ExecError::Check(format!(
+        "{standby} did not stream from {upstream} and catch up within {}s (last seen: {last}); its server log is in its data directory's log/; re-run to keep waiting",
+        timeout.as_secs()
+    )))
+}
+
+fn passfile_line(user: &str, password: &str) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
+    format!("*:*:*:{}:{}\n", esc(user), esc(password))
+}
+
 /// Ok(None): done; Ok(Some(why)): the guard found it done already.
-async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, ExecError> {
+async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Result<Option<String>, ExecError> {
     let d = rt.call_deadline;
     let long = rt.long_deadline;
     match &step.action {
         Action::SaveInventory { phase } => {
-            rt.inventory.state.phase = *phase;
-            rt.home.save(&rt.inventory)?;
+            rt.inv(|i| i.state.phase = *phase);
+            rt.save()?;
             Ok(None)
         }
         Action::CreateDir { path, adopt: _ } => {
@@ -247,8 +441,8 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
             }
             // Record before anything fills it: a re-run or destroy must know
             // this directory is ours.
-            remember_dir(&mut rt.inventory, &step.node, path, created);
-            rt.home.save(&rt.inventory)?;
+            rt.inv(|i| remember_dir(i, &step.node, path, created));
+            rt.save()?;
             Ok(if created { None } else { Some("exists (empty); mode and owner set".into()) })
         }
         Action::InitDb { data_dir, pwfile, argv } => {
@@ -256,7 +450,7 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
             if h.file_exists(&data_dir.join("PG_VERSION"), d).await? {
                 return Ok(Some("PG_VERSION exists: already initialised".into()));
             }
-            let admin = rt.inventory.postgres.admin_user.clone();
+            let admin = rt.inv(|i| i.postgres.admin_user.clone());
             let pw = rt
                 .secrets
                 .password(&admin)
@@ -273,6 +467,41 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
             h.write_file(path, contents.as_bytes(), *mode, d).await?;
             Ok(None)
         }
+        Action::WritePassfile { path, user } => {
+            let h = node(rt, &step.node)?.host.clone();
+            let pw = rt
+                .secrets
+                .password(user)
+                .ok_or_else(|| ExecError::Check(format!("no password for {user} in the secret file")))?;
+            h.write_file(path, passfile_line(user, pw).as_bytes(), 0o600, d).await?;
+            Ok(None)
+        }
+        Action::BaseBackup { data_dir, passfile, argv } => {
+            let h = node(rt, &step.node)?.host.clone();
+            if h.file_exists(&data_dir.join("backup_manifest"), d).await? {
+                return Ok(Some("backup_manifest exists: the copy is complete".into()));
+            }
+            let env = [
+                ("PGPASSFILE".to_string(), passfile.display().to_string()),
+                ("PGAPPNAME".to_string(), copy_app_name(&step.lane)),
+            ];
+            let mut r = Run::new(argv, Duration::from_secs(24 * 3600));
+            r.env = &env;
+            // The upstream is the node pg_basebackup connects to.
+            let upstream = rt.inv(|i| i.upstream_of(&step.lane).map(|u| u.name.clone()));
+            let copy = h.run_ok(&r);
+            let res = match upstream {
+                Some(u) => {
+                    tokio::select! {
+                        res = copy => res,
+                        _ = watch_copy(rt, &u, &step.lane, bytes) => unreachable!("the watcher loops until the copy ends"),
+                    }
+                }
+                None => copy.await,
+            };
+            res?;
+            Ok(None)
+        }
         Action::Start { data_dir, argv } => {
             let h = node(rt, &step.node)?.host.clone();
             if server_running(&h, bin_dir_of(argv), data_dir, d).await? {
@@ -283,12 +512,13 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
             wait_connectable(rt, &step.node, long).await?;
             Ok(None)
         }
-        Action::Stop { data_dir, argv } => {
+        Action::Stop { data_dir, argv, deadline_secs } => {
             let h = node(rt, &step.node)?.host.clone();
-            if !server_running(&h, bin_dir_of(argv), data_dir, d).await? {
+            let dl = Duration::from_secs(*deadline_secs);
+            if !server_running(&h, bin_dir_of(argv), data_dir, d.min(dl)).await? {
                 return Ok(Some("not running".into()));
             }
-            h.run_ok(&Run::new(argv, long + Duration::from_secs(5))).await?;
+            h.run_ok(&Run::new(argv, dl)).await?;
             Ok(None)
         }
         Action::Restart { data_dir: _, argv } => {
@@ -317,7 +547,7 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
                     addr: n.target.addr(),
                     deadline: d,
                 })?
-                .map_err(|e| ExecError::Check(format!("read pg_hba_file_rules: {e}")))?;
+                .map_err(|e| sql_error(&n.target.addr(), e))?;
             if rows.is_empty() {
                 Ok(None)
             } else {
@@ -329,6 +559,35 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
                 )))
             }
         }
+        Action::WaitStreaming { standby, timeout_secs } => {
+            wait_streaming(rt, &step.node, standby, Duration::from_secs(*timeout_secs)).await.map(|_| None)
+        }
+        Action::MarkMember { node: name } => {
+            let changed = rt.inv(|i| match i.node_mut(name) {
+                Some(n) if n.state.joining => {
+                    n.state.joining = false;
+                    true
+                }
+                _ => false,
+            });
+            if !changed {
+                return Ok(Some("already a member".into()));
+            }
+            rt.save()?;
+            Ok(None)
+        }
+        Action::ForgetNode { node: name } => {
+            let before = rt.inv(|i| {
+                let b = i.nodes.len();
+                i.nodes.retain(|n| &n.name != name);
+                b != i.nodes.len()
+            });
+            if !before {
+                return Ok(Some("not in the inventory".into()));
+            }
+            rt.save()?;
+            Ok(None)
+        }
         Action::RemoveDir { path } => {
             let h = node(rt, &step.node)?.host.clone();
             Ok(if h.remove_dir(path, long).await? { None } else { Some("already gone".into()) })
@@ -339,7 +598,8 @@ async fn run_step(step: &Step, rt: &mut Runtime<'_>) -> Result<Option<String>, E
             Ok(None)
         }
         Action::ForgetCluster => {
-            rt.home.forget(&rt.inventory.name)?;
+            let name = rt.inv(|i| i.name.clone());
+            rt.home.forget(&name)?;
             Ok(None)
         }
     }

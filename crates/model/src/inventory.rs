@@ -257,7 +257,10 @@ impl Inventory {
 
     /// Standbys streaming directly from `name`, per the inventory.
     pub fn downstreams_of(&self, name: &str) -> Vec<&NodeSpec> {
-        self.nodes.iter().filter(|n| n.name != name && self.upstream_of(&n.name).is_some_and(|u| u.name == name)).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.name != name && self.upstream_of(&n.name).is_some_and(|u| u.name == name))
+            .collect()
     }
 
     pub fn is_primary(&self, name: &str) -> bool {

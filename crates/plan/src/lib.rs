@@ -8,13 +8,13 @@ pub mod conf;
 pub mod destroy;
 pub mod hba;
 pub mod init;
-pub mod scale;
 pub mod load;
+pub mod scale;
 pub mod sql;
 pub mod status;
-pub mod sync;
 pub mod steps;
+pub mod sync;
 pub mod validate;
 
-pub use load::{parse_inventory, Locations, Problem};
+pub use load::{parse_inventory, parse_nodes, unshift, Locations, Problem};
 pub use steps::{Action, Plan, Step};

@@ -112,9 +112,21 @@ fn put(map: &mut BTreeMap<String, (u64, u64)>, key: String, loc: &Loc) {
     }
 }
 
-/// Parse an inventory. On a shape error, returns the one located problem.
-pub fn parse_inventory(file: &str, text: &str) -> Result<(Inventory, Locations), Vec<Problem>> {
-    let inv: Inventory = serde_saphyr::from_str(text).map_err(|e| {
+/// A scale-out file: only `nodes:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodesFile {
+    nodes: Vec<model::NodeSpec>,
+}
+
+/// Parse a scale-out file (`nodes:` with the inventory's node fields).
+pub fn parse_nodes(file: &str, text: &str) -> Result<(Vec<model::NodeSpec>, Locations), Vec<Problem>> {
+    let f: NodesFile = from_located(file, text)?;
+    Ok((f.nodes, locations(file, text)))
+}
+
+fn from_located<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, Vec<Problem>> {
+    serde_saphyr::from_str(text).map_err(|e| {
         let loc = e.location();
         // serde-saphyr's Display repeats the location and a source snippet;
         // the first line is the message.
@@ -127,7 +139,49 @@ pub fn parse_inventory(file: &str, text: &str) -> Result<(Inventory, Locations),
             field: String::new(),
             message: first,
         }]
-    })?;
+    })
+}
+
+impl Locations {
+    /// Shift node indices by `offset`, for a file whose nodes are appended
+    /// after `offset` existing ones; `unshift` maps a problem back.
+    pub fn shifted(&self, offset: usize) -> Locations {
+        let map = self
+            .map
+            .iter()
+            .map(|(k, v)| match node_index(k) {
+                Some((i, rest)) => (format!("nodes[{}]{rest}", i + offset), *v),
+                None => (k.clone(), *v),
+            })
+            .collect();
+        Locations { file: self.file.clone(), map }
+    }
+}
+
+fn node_index(key: &str) -> Option<(usize, &str)> {
+    let rest = key.strip_prefix("nodes[")?;
+    let end = rest.find(']')?;
+    Some((rest[..end].parse().ok()?, &rest[end + 1..]))
+}
+
+/// Map a problem found on the combined inventory back to the added file's
+/// node numbering.
+pub fn unshift(mut p: Problem, offset: usize) -> Problem {
+    if let Some((i, rest)) = node_index(&p.field) {
+        if i >= offset {
+            p.field = format!("nodes[{}]{rest}", i - offset);
+        }
+    }
+    p
+}
+
+/// Parse an inventory. On a shape error, returns the one located problem.
+pub fn parse_inventory(file: &str, text: &str) -> Result<(Inventory, Locations), Vec<Problem>> {
+    let inv: Inventory = from_located(file, text)?;
+    Ok((inv, locations(file, text)))
+}
+
+fn locations(file: &str, text: &str) -> Locations {
     let mut locs = Locations::for_file(file);
     if let Ok(doc) = serde_saphyr::from_str::<LocDoc>(text) {
         let m = &mut locs.map;
@@ -163,7 +217,7 @@ pub fn parse_inventory(file: &str, text: &str) -> Result<(Inventory, Locations),
             }
         }
     }
-    Ok((inv, locs))
+    locs
 }
 
 #[cfg(test)]
@@ -191,6 +245,18 @@ mod tests {
         let y = "name: demo\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: 70000\n    data_dir: /x\n";
         let e = parse_inventory("c.yaml", y).unwrap_err();
         assert_eq!(e[0].line, Some(5), "{e:?}");
+    }
+
+    #[test]
+    fn nodes_file_and_shifted_locations() {
+        let y = "nodes:\n  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /x\n";
+        let (nodes, locs) = parse_nodes("add.yaml", y).unwrap();
+        assert_eq!(nodes[0].name, "pg2");
+        let sh = locs.shifted(3);
+        let p = sh.problem("nodes[3].port", "bad");
+        assert_eq!(p.line, Some(4));
+        assert_eq!(unshift(p, 3).to_string(), "add.yaml:4:11: nodes[0].port: bad");
+        assert!(parse_nodes("add.yaml", "name: x\nnodes: []\n").is_err(), "only nodes: in a scale-out file");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use crate::steps::{Action, Ctx, Plan};
 use crate::validate::{DirState, NodeFacts};
 use crate::{argv, conf, hba, sql, sync};
-use model::{Inventory, NodeSpec, ObservedRole, Observed, Phase, RunState};
+use model::{Inventory, NodeSpec, Observed, ObservedRole, Phase, RunState};
 use std::collections::BTreeMap;
 
 /// What the new node's host shows.
@@ -120,7 +120,10 @@ pub fn plan_scale_out(
     for n in &joining {
         let u = desired.upstream_of(&n.name).ok_or_else(|| format!("{} has no upstream", n.name))?;
         if !u.state.joining && !running(obs, &u.name) {
-            return Err(format!("the upstream {} of {} is not running: start it first, or choose another upstream", u.name, n.name));
+            return Err(format!(
+                "the upstream {} of {} is not running: start it first, or choose another upstream",
+                u.name, n.name
+            ));
         }
         if u.state.joining {
             continue;
@@ -149,7 +152,14 @@ pub fn plan_scale_out(
     if joining.is_empty() {
         return Ok(p);
     }
-    p.push_in(0, "", "", "record", Action::SaveInventory { phase: Phase::Ready }, "record the intent: an interrupted scale-out can be re-run or resumed");
+    p.push_in(
+        0,
+        "",
+        "",
+        "record",
+        Action::SaveInventory { phase: Phase::Ready },
+        "record the intent: an interrupted scale-out can be re-run or resumed",
+    );
     // The upstreams must let the new addresses in before the copy starts.
     hba_steps(&mut p, 0, desired, ctx, obs, hba);
     let mut last_wave = 0;
@@ -169,12 +179,30 @@ pub fn plan_scale_out(
         // node still needs is kept from the first byte.
         let has_slot = obs.get(&u.name).is_some_and(|o| o.slots.iter().any(|s| s.name == n.name));
         if !has_slot {
-            p.push_in(w, l, &u.name, "slot", Action::Sql { sql: sql::create_slot(&n.name) }, format!("slot {} on {} keeps the WAL the copy needs", n.name, u.name));
+            p.push_in(
+                w,
+                l,
+                &u.name,
+                "slot",
+                Action::Sql { sql: sql::create_slot(&n.name) },
+                format!("slot {} on {} keeps the WAL the copy needs", n.name, u.name),
+            );
         }
-        for (verb, path, st) in [("data-dir", n.data_dir.clone(), f.dirs.data_dir), ("socket-dir", n.socket_dir(), f.dirs.socket_dir)] {
+        for (verb, path, st) in
+            [("data-dir", n.data_dir.clone(), f.dirs.data_dir), ("socket-dir", n.socket_dir(), f.dirs.socket_dir)]
+        {
             match st {
-                DirState::Missing => p.push_in(w, l, l, verb, Action::CreateDir { path, adopt: false }, format!("missing; created owned by {}", ctx.os_user)),
-                DirState::Empty => p.push_in(w, l, l, verb, Action::CreateDir { path, adopt: true }, "exists and is empty"),
+                DirState::Missing => p.push_in(
+                    w,
+                    l,
+                    l,
+                    verb,
+                    Action::CreateDir { path, adopt: false },
+                    format!("missing; created owned by {}", ctx.os_user),
+                ),
+                DirState::Empty => {
+                    p.push_in(w, l, l, verb, Action::CreateDir { path, adopt: true }, "exists and is empty")
+                }
                 _ => {}
             }
         }
@@ -188,7 +216,14 @@ pub fn plan_scale_out(
         );
         if !f.copied && !f.running {
             if f.dirs.data_dir == DirState::NotEmpty {
-                p.push_in(w, l, l, "clean-partial-copy", Action::EmptyDir { path: n.data_dir.clone() }, "an interrupted copy left a partial data directory (ours): start over");
+                p.push_in(
+                    w,
+                    l,
+                    l,
+                    "clean-partial-copy",
+                    Action::EmptyDir { path: n.data_dir.clone() },
+                    "an interrupted copy left a partial data directory (ours): start over",
+                );
             }
             p.push_in(
                 w,
@@ -198,7 +233,14 @@ pub fn plan_scale_out(
                 Action::BaseBackup {
                     data_dir: n.data_dir.clone(),
                     passfile: conf::passfile(n),
-                    argv: argv::pg_basebackup(&ctx.bin_dir, &n.data_dir, &u.host, u.port, &desired.postgres.replication_user, &n.name),
+                    argv: argv::pg_basebackup(
+                        &ctx.bin_dir,
+                        &n.data_dir,
+                        &u.host,
+                        u.port,
+                        &desired.postgres.replication_user,
+                        &n.name,
+                    ),
                 },
                 format!("base copy of {} through slot {}", u.name, n.name),
             );
@@ -209,16 +251,31 @@ pub fn plan_scale_out(
                 l,
                 l,
                 "conf",
-                Action::WriteFile { path: n.data_dir.join("postgresql.auto.conf"), mode: 0o600, contents: conf::auto_conf(desired, n) },
+                Action::WriteFile {
+                    path: n.data_dir.join("postgresql.auto.conf"),
+                    mode: 0o600,
+                    contents: conf::auto_conf(desired, n),
+                },
                 format!("its own address, port and socket; streams from {} as application_name {}", u.name, n.name),
             );
-            p.push_in(w, l, l, "standby-signal", Action::WriteFile { path: n.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() }, "start as a standby");
+            p.push_in(
+                w,
+                l,
+                l,
+                "standby-signal",
+                Action::WriteFile { path: n.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() },
+                "start as a standby",
+            );
             p.push_in(
                 w,
                 l,
                 l,
                 "hba",
-                Action::WriteFile { path: n.data_dir.join("pg_hba.conf"), mode: 0o600, contents: hba::render(desired, &ctx.os_user, &ctx.peers) },
+                Action::WriteFile {
+                    path: n.data_dir.join("pg_hba.conf"),
+                    mode: 0o600,
+                    contents: hba::render(desired, &ctx.os_user, &ctx.peers),
+                },
                 "pg_hba generated from the inventory, like every node's",
             );
             p.push_in(
@@ -226,7 +283,10 @@ pub fn plan_scale_out(
                 l,
                 l,
                 "start",
-                Action::Start { data_dir: n.data_dir.clone(), argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs) },
+                Action::Start {
+                    data_dir: n.data_dir.clone(),
+                    argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs),
+                },
                 "start the standby",
             );
         }
@@ -268,17 +328,19 @@ pub fn plan_scale_in(
     }
     let primary = desired.primary().ok_or("the cluster has no primary")?;
     if leaving.iter().any(|n| n.name == primary.name) {
-        return Err(format!("{} is the primary and cannot be removed: switch over to another node first", primary.name));
+        return Err(format!(
+            "{} is the primary and cannot be removed: switch over to another node first",
+            primary.name
+        ));
     }
-    p.push_in(0, "", "", "record", Action::SaveInventory { phase: Phase::Ready }, "record the intent: an interrupted scale-in can be re-run or resumed");
-    // Take the leaving node out of synchronous_standby_names (its
-    // replacement in at the same time) BEFORE it stops, so no commit ever
-    // waits on a node that is leaving.
-    if running(obs, &primary.name) {
-        sync_steps(&mut p, 0, desired, obs, "before anything stops: commits must not wait on a leaving node");
-    } else {
-        p.notes.push(format!("the primary {} is not running: synchronous_standby_names is not changed", primary.name));
-    }
+    p.push_in(
+        0,
+        "",
+        "",
+        "record",
+        Action::SaveInventory { phase: Phase::Ready },
+        "record the intent: an interrupted scale-in can be re-run or resumed",
+    );
     // Re-point standbys that must stream from elsewhere (children of a
     // leaving node), the slot on their new upstream first.
     for d in desired.staying().filter(|n| !desired.is_primary(&n.name)) {
@@ -287,19 +349,85 @@ pub fn plan_scale_in(
         let streams_from_u = o.upstream_host.as_deref() == Some(u.host.as_str()) && o.upstream_port == Some(u.port);
         if streams_from_u || o.state != RunState::Running {
             if o.state != RunState::Running {
-                p.notes.push(format!("{} is not running: it is not re-pointed now; it will stream from {} when it starts", d.name, u.name));
+                p.notes.push(format!(
+                    "{} is not running: it is not re-pointed now; it will stream from {} when it starts",
+                    d.name, u.name
+                ));
             }
             continue;
         }
         let l = d.name.as_str();
         let has_slot = obs.get(&u.name).is_some_and(|uo| uo.slots.iter().any(|s| s.name == d.name));
         if !has_slot {
-            p.push_in(1, l, &u.name, "slot", Action::Sql { sql: sql::create_slot(&d.name) }, format!("slot {} on its new upstream {} first", d.name, u.name));
+            p.push_in(
+                1,
+                l,
+                &u.name,
+                "slot",
+                Action::Sql { sql: sql::create_slot(&d.name) },
+                format!("slot {} on its new upstream {} first", d.name, u.name),
+            );
         }
-        p.push_in(1, l, l, "conninfo", Action::Sql { sql: sql::alter_system_set("primary_conninfo", &conf::primary_conninfo(desired, d, u)) }, format!("stream from {} instead", u.name));
-        p.push_in(1, l, l, "slot-name", Action::Sql { sql: sql::alter_system_set("primary_slot_name", &d.name) }, "through its own slot there");
+        p.push_in(
+            1,
+            l,
+            l,
+            "conninfo",
+            Action::Sql { sql: sql::alter_system_set("primary_conninfo", &conf::primary_conninfo(desired, d, u)) },
+            format!("stream from {} instead", u.name),
+        );
+        p.push_in(
+            1,
+            l,
+            l,
+            "slot-name",
+            Action::Sql { sql: sql::alter_system_set("primary_slot_name", &d.name) },
+            "through its own slot there",
+        );
         p.push_in(1, l, l, "reload", Action::Reload, "the WAL receiver reconnects to the new upstream");
-        p.push_in(1, l, &u.name, "wait-streaming", Action::WaitStreaming { standby: d.name.clone(), timeout_secs: opts.catchup_secs }, format!("{} streams from {}", d.name, u.name));
+        p.push_in(
+            1,
+            l,
+            &u.name,
+            "wait-streaming",
+            Action::WaitStreaming { standby: d.name.clone(), timeout_secs: opts.catchup_secs },
+            format!("{} streams from {}", d.name, u.name),
+        );
+    }
+    // Take the leaving node out of synchronous_standby_names, its
+    // replacement in, in one reload, BEFORE it stops, so no commit ever
+    // waits on a node that is leaving. The replacement is in the list only
+    // once it streams from the primary and has caught up (children were
+    // re-pointed just above): raise before lower, never stall.
+    if running(obs, &primary.name) {
+        let have = obs.get(&primary.name).and_then(|o| o.synchronous_standby_names.clone()).unwrap_or_default();
+        let waited = |p: &Plan, name: &str| {
+            p.steps.iter().any(|s| {
+                s.node == primary.name && matches!(&s.action, Action::WaitStreaming { standby, .. } if standby == name)
+            })
+        };
+        for r in desired
+            .staying()
+            .filter(|n| n.sync == Some(model::SyncMode::Sync) && !have.contains(&format!("\"{}\"", n.name)))
+        {
+            if waited(&p, &r.name) {
+                continue;
+            }
+            p.push_in(
+                1,
+                "",
+                &primary.name,
+                &format!("catch-up-{}", r.name),
+                Action::WaitStreaming { standby: r.name.clone(), timeout_secs: opts.catchup_secs },
+                format!(
+                    "{} becomes synchronous: it must stream from {} and have caught up first",
+                    r.name, primary.name
+                ),
+            );
+        }
+        sync_steps(&mut p, 1, desired, obs, "before anything stops: commits must not wait on a leaving node");
+    } else {
+        p.notes.push(format!("the primary {} is not running: synchronous_standby_names is not changed", primary.name));
     }
     for n in &leaving {
         let l = n.name.as_str();
@@ -320,7 +448,10 @@ pub fn plan_scale_in(
                 argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", opts.stop_secs),
                 deadline_secs: opts.stop_secs + 1,
             },
-            format!("fast shutdown, at most {}s; a node that does not stop is reported and left as it is", opts.stop_secs),
+            format!(
+                "fast shutdown, at most {}s; a node that does not stop is reported and left as it is",
+                opts.stop_secs
+            ),
         );
         if !n.state.clear_dir {
             p.steps.last_mut().expect("just pushed").best_effort = true;
@@ -332,7 +463,14 @@ pub fn plan_scale_in(
     for n in &leaving {
         for holder in desired.staying().filter(|h| running(obs, &h.name)) {
             if obs.get(&holder.name).is_some_and(|o| o.slots.iter().any(|s| s.name == n.name)) {
-                p.push_in(3, &holder.name, &holder.name, &format!("drop-slot-{}", n.name), Action::Sql { sql: sql::drop_slot(&n.name) }, format!("{} leaves: its slot must not pin WAL", n.name));
+                p.push_in(
+                    3,
+                    &holder.name,
+                    &holder.name,
+                    &format!("drop-slot-{}", n.name),
+                    Action::Sql { sql: sql::drop_slot(&n.name) },
+                    format!("{} leaves: its slot must not pin WAL", n.name),
+                );
             }
         }
     }
@@ -345,15 +483,32 @@ pub fn plan_scale_in(
         for d in &n.state.created_dirs {
             p.push_in(4, l, l, "remove-dir", Action::RemoveDir { path: d.clone() }, "--clear-dir: pgscale created it");
         }
-        for d in [n.data_dir.clone(), n.socket_dir()].into_iter().filter(|d| n.state.adopted_dirs.contains(d) && !n.state.created_dirs.contains(d)) {
-            p.push_in(4, l, l, "empty-dir", Action::EmptyDir { path: d }, "--clear-dir: it was empty when pgscale took it; the directory stays");
+        for d in [n.data_dir.clone(), n.socket_dir()]
+            .into_iter()
+            .filter(|d| n.state.adopted_dirs.contains(d) && !n.state.created_dirs.contains(d))
+        {
+            p.push_in(
+                4,
+                l,
+                l,
+                "empty-dir",
+                Action::EmptyDir { path: d },
+                "--clear-dir: it was empty when pgscale took it; the directory stays",
+            );
         }
         if n.state.created_dirs.is_empty() && n.state.adopted_dirs.is_empty() {
             p.notes.push(format!("{l}: --clear-dir removes only directories pgscale created; none are recorded"));
         }
     }
     for n in &leaving {
-        p.push_in(5, "", "", &format!("forget-{}", n.name), Action::ForgetNode { node: n.name.clone() }, "it is out of the cluster");
+        p.push_in(
+            5,
+            "",
+            "",
+            &format!("forget-{}", n.name),
+            Action::ForgetNode { node: n.name.clone() },
+            "it is out of the cluster",
+        );
     }
     p.push_in(5, "", "", "done", Action::SaveInventory { phase: Phase::Ready }, "the inventory matches the cluster");
     Ok(p)

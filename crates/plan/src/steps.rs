@@ -71,17 +71,31 @@ pub enum Action {
     /// Refuse to go on if the server finds errors in pg_hba.conf.
     CheckHba,
     /// A .pgpass file with `user`'s password from the home's secret file.
-    WritePassfile { path: PathBuf, user: String },
+    WritePassfile {
+        path: PathBuf,
+        user: String,
+    },
     /// pg_basebackup into `data_dir`, PGPASSFILE=`passfile`. Complete when
     /// `backup_manifest` exists (pg_basebackup writes it last).
-    BaseBackup { data_dir: PathBuf, passfile: PathBuf, argv: Vec<String> },
+    BaseBackup {
+        data_dir: PathBuf,
+        passfile: PathBuf,
+        argv: Vec<String>,
+    },
     /// On the step's node (the upstream): wait until `standby` streams and
     /// has flushed the WAL the upstream had when streaming began.
-    WaitStreaming { standby: String, timeout_secs: u64 },
+    WaitStreaming {
+        standby: String,
+        timeout_secs: u64,
+    },
     /// Record in the inventory that a joining node is now a member.
-    MarkMember { node: String },
+    MarkMember {
+        node: String,
+    },
     /// Remove a leaving node from the inventory.
-    ForgetNode { node: String },
+    ForgetNode {
+        node: String,
+    },
     Reload,
     /// Remove a directory pgscale created.
     RemoveDir {
@@ -141,7 +155,9 @@ impl Action {
                 if *replication { "LOGIN REPLICATION" } else { "LOGIN SUPERUSER" }
             ),
             Action::CheckHba => "check pg_hba_file_rules for errors".into(),
-            Action::WritePassfile { path, user } => format!("write {} (.pgpass line for {user}, mode 0600)", path.display()),
+            Action::WritePassfile { path, user } => {
+                format!("write {} (.pgpass line for {user}, mode 0600)", path.display())
+            }
             Action::BaseBackup { argv, passfile, .. } => {
                 format!("run: PGPASSFILE={} {}", passfile.display(), argv.join(" "))
             }
@@ -207,7 +223,15 @@ impl Plan {
     }
 
     /// A step in `wave`, in `lane`, running on `node`.
-    pub fn push_in(&mut self, wave: u32, lane: &str, node: &str, verb: &str, action: Action, reason: impl Into<String>) {
+    pub fn push_in(
+        &mut self,
+        wave: u32,
+        lane: &str,
+        node: &str,
+        verb: &str,
+        action: Action,
+        reason: impl Into<String>,
+    ) {
         let base = if lane.is_empty() { verb.to_string() } else { format!("{lane}:{verb}") };
         // Ids stay unique when a verb repeats in a lane.
         let n = self.steps.iter().filter(|s| s.id == base || s.id.starts_with(&format!("{base}#"))).count();

@@ -33,7 +33,8 @@ pub fn replacement(inv: &Inventory, leaving: &[String], obs: &Observed) -> Resul
     let live = |n: &NodeSpec| {
         obs.get(&n.name).is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Standby)
     };
-    let sync_leaving = inv.nodes.iter().filter(|n| leaving.contains(&n.name) && n.sync_mode() == SyncMode::Sync).count();
+    let sync_leaving =
+        inv.nodes.iter().filter(|n| leaving.contains(&n.name) && n.sync_mode() == SyncMode::Sync).count();
     if sync_leaving == 0 {
         return Ok(None);
     }
@@ -57,14 +58,16 @@ mod tests {
     use model::NodeObservation;
 
     fn inv(extra: &str) -> Inventory {
-        let y = format!(
-            "name: demo\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: 1\n    data_dir: /d/1\n{extra}"
-        );
+        let y =
+            format!("name: demo\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: 1\n    data_dir: /d/1\n{extra}");
         parse_inventory("c.yaml", &y).unwrap().0
     }
 
     fn node(name: &str, sync: &str, upstream: &str) -> String {
-        let mut s = format!("  - name: {name}\n    host: 127.0.0.1\n    port: {}\n    data_dir: /d/{name}\n", name.len() + 100 + name.as_bytes()[2] as usize);
+        let mut s = format!(
+            "  - name: {name}\n    host: 127.0.0.1\n    port: {}\n    data_dir: /d/{name}\n",
+            name.len() + 100 + name.as_bytes()[2] as usize
+        );
         if !sync.is_empty() {
             s += &format!("    sync: {sync}\n");
         }

@@ -71,15 +71,32 @@ pub fn path_problem(p: &Path) -> Option<String> {
     None
 }
 
+/// `state` is pgscale's own bookkeeping: a user file must not carry it.
+pub fn user_state_problems(
+    cluster: Option<&model::ClusterState>,
+    nodes: &[model::NodeSpec],
+    locs: &Locations,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if cluster.is_some_and(|c| *c != model::ClusterState::default()) {
+        out.push(locs.problem("state", "`state` is written by pgscale; remove it from the file"));
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        if n.state != NodeState::default() {
+            out.push(
+                locs.problem(format!("nodes[{i}].state"), "`state` is written by pgscale; remove it from the file"),
+            );
+        }
+    }
+    out
+}
+
 pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
     let mut out = Vec::new();
     let mut bad = |field: String, msg: String| out.push(locs.problem(field, msg));
 
     if !valid_name(&inv.name) {
         bad("name".into(), format!("`{}` is not a valid name: use 1 to 63 of a-z, 0-9, _", inv.name));
-    }
-    if inv.state != Default::default() {
-        bad("state".into(), "`state` is written by pgscale; remove it from the file".into());
     }
     if inv.nodes.is_empty() {
         bad("nodes".into(), "at least one node is needed".into());
@@ -185,9 +202,6 @@ pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
                     break;
                 }
             }
-        }
-        if n.state != NodeState::default() {
-            bad(f("state"), "`state` is written by pgscale; remove it from the file".into());
         }
         if n.role == Some(Role::Primary) {
             primaries.push(i);
@@ -316,7 +330,9 @@ mod tests {
 
     fn check(y: &str) -> Vec<Problem> {
         let (inv, locs) = parse_inventory("c.yaml", y).expect("parses");
-        validate_static(&inv, &locs)
+        let mut p = user_state_problems(Some(&inv.state), &inv.nodes, &locs);
+        p.extend(validate_static(&inv, &locs));
+        p
     }
 
     const NODE1: &str = "  - name: pg1\n    host: 127.0.0.1\n    port: 5501\n    data_dir: /d/pg1\n";

@@ -60,8 +60,8 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: ApplyConfigArgs, argv: &[Str
             return Err(refused("not confirmed: nothing changed"));
         }
     }
-    let mut rt = cl.runtime(home, desired, a.timeout, WAIT)?;
-    let report = exec::apply(&plan, &mut rt, argv, &mut progress()).await;
+    let rt = cl.runtime(home, desired, a.timeout, WAIT)?;
+    let report = exec::apply(&plan, &rt, argv, &mut progress()).await;
     for n in &plan.notes {
         eprintln!("note: {n}");
     }

@@ -36,8 +36,8 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: DestroyArgs, argv: &[String]
             return Err(refused("not confirmed: nothing changed"));
         }
     }
-    let mut rt = cl.runtime(home, inv.clone(), a.timeout, WAIT)?;
-    let report = exec::apply(&plan, &mut rt, argv, &mut progress()).await;
+    let rt = cl.runtime(home, inv.clone(), a.timeout, WAIT)?;
+    let report = exec::apply(&plan, &rt, argv, &mut progress()).await;
     finish(&report, &format!("destroy of cluster {}", a.name), &format!("pgscale destroy -n {} --yes", a.name))?;
     Ok(0)
 }

@@ -2,22 +2,11 @@ use super::{read_inventory_file, Cluster, WAIT};
 use crate::args::{InitArgs, OutputFormat};
 use crate::fail::{invalid, problems};
 use crate::output::{finish, print_plan, progress};
-use host::{DirState as HDir, Host, Run};
+use host::Host;
 use journal::Home;
 use model::{Phase, Role};
 use plan::init::InitFacts;
-use plan::validate::{DirState, NodeFacts};
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-fn dir(s: HDir) -> DirState {
-    match s {
-        HDir::Missing => DirState::Missing,
-        HDir::Empty => DirState::Empty,
-        HDir::NotEmpty => DirState::NotEmpty,
-        HDir::NotADirectory => DirState::NotADirectory,
-    }
-}
 
 pub async fn run(home: &Home, fmt: OutputFormat, a: InitArgs, argv: &[String]) -> anyhow::Result<u8> {
     let (mut desired, locs) = read_inventory_file(&a.config)?;
@@ -73,12 +62,8 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: InitArgs, argv: &[String]) -
     let p = desired.primary().expect("has a primary").clone();
     let h: Host = cl.hosts[&p.name].clone().map_err(|e| crate::fail::failed(format!("reach {}: {e}", p.name)))?;
     let d = a.timeout;
-    let data = h.dir_state(&p.data_dir, d).await?;
-    let sock = h.dir_state(&p.socket_dir(), d).await?;
-    let initialized = h.file_exists(&p.data_dir.join("PG_VERSION"), d).await?;
-    let running = initialized && h.run(&Run::new(&plan::argv::pg_ctl_status(&cl.bin_dir, &p.data_dir), d)).await?.ok();
-    let port_in_use = pg::tcp_listening(&p.host, p.port, Duration::from_secs(1)).await;
-    let facts = NodeFacts { data_dir: dir(data), socket_dir: dir(sock), port_in_use };
+    let f = super::host_facts(&h, &p, &cl.bin_dir, d).await?;
+    let (facts, initialized, running) = (f.dirs, f.initialized, f.running);
     let ours: Vec<_> = p.state.created_dirs.iter().chain(&p.state.adopted_dirs).cloned().collect();
     let fx = BTreeMap::from([(p.name.clone(), facts.clone())]);
     let ps = plan::validate::validate_facts(&desired, &locs, &fx, &ours);
@@ -90,8 +75,8 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: InitArgs, argv: &[String]) -
         print_plan(&plan, fmt);
         return Ok(0);
     }
-    let mut rt = cl.runtime(home, desired.clone(), d, WAIT)?;
-    let report = exec::apply(&plan, &mut rt, argv, &mut progress()).await;
+    let rt = cl.runtime(home, desired.clone(), d, WAIT)?;
+    let report = exec::apply(&plan, &rt, argv, &mut progress()).await;
     finish(&report, &format!("init of cluster {}", desired.name), &format!("pgscale init -c {}", a.config.display()))?;
     eprintln!("next: pgscale status -n {}", desired.name);
     Ok(0)

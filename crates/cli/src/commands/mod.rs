@@ -5,6 +5,9 @@ mod hba;
 mod init;
 mod list;
 mod psql;
+mod resume;
+mod scale_in;
+mod scale_out;
 mod status;
 
 use crate::args::{Cli, Command};
@@ -32,6 +35,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Hba(a) => hba::run(&home, fmt, a).await,
         Command::ApplyConfig(a) => apply_config::run(&home, fmt, a, &argv).await,
         Command::Demo(a) => demo::run(&home, a).await,
+        Command::ScaleOut(a) => scale_out::run(&home, fmt, a, &argv).await,
+        Command::ScaleIn(a) => scale_in::run(&home, fmt, a, &argv).await,
+        Command::Resume(a) => resume::run(&home, fmt, a, &argv).await,
     }
 }
 
@@ -50,7 +56,8 @@ pub fn read_inventory_file(path: &Path) -> anyhow::Result<(Inventory, Locations)
     let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("read {}: {e}", path.display())))?;
     let file = path.display().to_string();
     let (inv, locs) = plan::parse_inventory(&file, &text).map_err(|p| problems(&p))?;
-    let ps = plan::validate::validate_static(&inv, &locs);
+    let mut ps = plan::validate::user_state_problems(Some(&inv.state), &inv.nodes, &locs);
+    ps.extend(plan::validate::validate_static(&inv, &locs));
     if !ps.is_empty() {
         return Err(problems(&ps));
     }
@@ -119,10 +126,10 @@ impl Cluster {
             .collect();
         Ok(Runtime {
             home,
-            inventory: desired,
+            inventory: std::sync::Mutex::new(desired),
             nodes,
             secrets: self.secrets.clone(),
-            journal: home.journal(&self.inv.name)?,
+            journal: std::sync::Mutex::new(home.journal(&self.inv.name)?),
             call_deadline: call,
             long_deadline: long,
         })
@@ -131,3 +138,50 @@ impl Cluster {
 
 /// pg_ctl waits: long enough for crash recovery of a busy server.
 pub const WAIT: Duration = Duration::from_secs(60);
+
+/// What a node's host shows about its directories and server.
+pub struct HostFacts {
+    pub dirs: plan::validate::NodeFacts,
+    /// PG_VERSION exists.
+    pub initialized: bool,
+    /// backup_manifest exists: a base copy finished.
+    pub copied: bool,
+    /// pg_ctl status: a server runs in the data directory.
+    pub running: bool,
+}
+
+fn dir_state(s: host::DirState) -> plan::validate::DirState {
+    use plan::validate::DirState as D;
+    match s {
+        host::DirState::Missing => D::Missing,
+        host::DirState::Empty => D::Empty,
+        host::DirState::NotEmpty => D::NotEmpty,
+        host::DirState::NotADirectory => D::NotADirectory,
+    }
+}
+
+pub async fn host_facts(h: &Host, n: &model::NodeSpec, bin_dir: &Path, d: Duration) -> anyhow::Result<HostFacts> {
+    let data = h.dir_state(&n.data_dir, d).await?;
+    let sock = h.dir_state(&n.socket_dir(), d).await?;
+    let initialized = h.file_exists(&n.data_dir.join("PG_VERSION"), d).await?;
+    let copied = h.file_exists(&n.data_dir.join("backup_manifest"), d).await?;
+    let running =
+        initialized && h.run(&host::Run::new(&plan::argv::pg_ctl_status(bin_dir, &n.data_dir), d)).await?.ok();
+    let port_in_use = pg::tcp_listening(&n.host, n.port, Duration::from_secs(1).min(d)).await;
+    Ok(HostFacts {
+        dirs: plan::validate::NodeFacts { data_dir: dir_state(data), socket_dir: dir_state(sock), port_in_use },
+        initialized,
+        copied,
+        running,
+    })
+}
+
+/// pg_hba.conf of every running node (for planners that keep it right).
+pub async fn observed_hba(cl: &Cluster, obs: &model::Observed, d: Duration) -> BTreeMap<String, String> {
+    let futs = cl
+        .targets()
+        .into_iter()
+        .filter(|(n, _)| obs.get(n).is_some_and(|o| o.is_running()))
+        .map(|(n, t)| async move { (n, pg::config_obs(&t, &[], d).await.ok().and_then(|o| o.hba)) });
+    futures::future::join_all(futs).await.into_iter().filter_map(|(n, h)| Some((n, h?))).collect()
+}

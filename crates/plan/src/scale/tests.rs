@@ -23,7 +23,10 @@ fn inv(extra: &str) -> Inventory {
 }
 
 fn node(name: &str, more: &str) -> String {
-    format!("  - name: {name}\n    host: 127.0.0.3\n    port: {}\n    data_dir: /d/{name}\n{more}", 5500 + name.len() as u16 + name.as_bytes()[2] as u16)
+    format!(
+        "  - name: {name}\n    host: 127.0.0.3\n    port: {}\n    data_dir: /d/{name}\n{more}",
+        5500 + name.len() as u16 + name.as_bytes()[2] as u16
+    )
 }
 
 fn up(name: &str, role: ObservedRole) -> NodeObservation {
@@ -125,7 +128,10 @@ fn scale_out_sync_node_joins_async_first_and_enters_sync_names_last() {
     assert!(argv.windows(2).any(|w| w == ["--slot", "pg3"]));
     assert!(argv.contains(&"--wal-method=stream".to_string()) && argv.contains(&"--checkpoint=fast".to_string()));
     let Action::WriteFile { contents, .. } = &p.steps[pos(&p, "pg3:conf")].action else { panic!() };
-    assert!(contents.contains("primary_slot_name = 'pg3'") && contents.contains("application_name=''pg3''"), "{contents}");
+    assert!(
+        contents.contains("primary_slot_name = 'pg3'") && contents.contains("application_name=''pg3''"),
+        "{contents}"
+    );
     assert!(!contents.contains("password="), "no password in the conninfo");
     assert!(contents.contains("passfile="));
 }
@@ -238,14 +244,21 @@ fn scale_in_repoints_children_first_and_skips_a_dead_node() {
     let p = plan_scale_in(&d, &ctx_for(&d), &obs, &hba, &opts()).unwrap();
     assert_eq!(p.steps[pos(&p, "pg3:slot")].node, "pg1");
     assert!(pos(&p, "pg3:wait-streaming") < pos(&p, "pg2:stop"));
-    assert!(!p.steps[pos(&p, "pg2:stop")].best_effort, "--clear-dir: never remove a directory of a server that did not stop");
+    assert!(
+        !p.steps[pos(&p, "pg2:stop")].best_effort,
+        "--clear-dir: never remove a directory of a server that did not stop"
+    );
     assert!(pos(&p, "pg2:stop") < pos(&p, "pg2:remove-dir"));
     // frozen: no stop, no removal, but pg_hba and slots are still cleaned
     obs.nodes.insert("pg2".into(), NodeObservation::unanswered("pg2", RunState::Unreachable, "deadline"));
     obs.nodes.get_mut("pg3").unwrap().upstream_host = Some("127.0.0.1".into());
     let p = plan_scale_in(&d, &ctx_for(&d), &obs, &hba, &opts()).unwrap();
     assert!(!ids(&p).contains(&"pg2:stop") && !ids(&p).contains(&"pg2:remove-dir"), "{:?}", ids(&p));
-    assert!(ids(&p).contains(&"pg1:drop-slot-pg2") && ids(&p).contains(&"pg1:hba") && ids(&p).contains(&"pg3:hba"), "{:?}", ids(&p));
+    assert!(
+        ids(&p).contains(&"pg1:drop-slot-pg2") && ids(&p).contains(&"pg1:hba") && ids(&p).contains(&"pg3:hba"),
+        "{:?}",
+        ids(&p)
+    );
     assert!(p.notes[0].contains("did not answer"));
 }
 
