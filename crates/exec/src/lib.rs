@@ -580,6 +580,12 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
             let before = rt.inv(|i| {
                 let b = i.nodes.len();
                 i.nodes.retain(|n| &n.name != name);
+                if b != i.nodes.len() {
+                    i.state.removed.retain(|r| r != name);
+                    i.state.removed.push(name.clone());
+                    let extra = i.state.removed.len().saturating_sub(20);
+                    i.state.removed.drain(..extra);
+                }
                 b != i.nodes.len()
             });
             if !before {

@@ -228,6 +228,10 @@ pub enum Phase {
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterState {
     pub phase: Phase,
+    /// Nodes scale-in removed (the last few), so that re-running a finished
+    /// scale-in says so instead of calling the node unknown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 impl ClusterState {

@@ -150,6 +150,9 @@ pub fn plan_scale_out(
         }
     }
     if joining.is_empty() {
+        // Nothing to add; still converge synchronous_standby_names (an
+        // earlier run may have stopped just before setting it).
+        sync_steps(&mut p, 1, desired, obs, "the inventory's sync standbys");
         return Ok(p);
     }
     p.push_in(
@@ -301,10 +304,21 @@ pub fn plan_scale_out(
             Action::WaitStreaming { standby: n.name.clone(), timeout_secs: opts.catchup_secs },
             format!("{} must stream from {} and catch up before it counts", n.name, u.name),
         );
-        p.push_in(w, l, "", "member", Action::MarkMember { node: n.name.clone() }, "it streams: record it as a member");
     }
     let fin = last_wave + 1;
     sync_steps(&mut p, fin, desired, obs, "only now that the new standbys stream and have caught up (raise last)");
+    // Members are recorded last: until then a re-run or `resume` sees the
+    // node as joining and finishes whatever is left (sync names included).
+    for n in desired.nodes.iter().filter(|n| n.state.joining) {
+        p.push_in(
+            fin,
+            "",
+            "",
+            &format!("member-{}", n.name),
+            Action::MarkMember { node: n.name.clone() },
+            "it streams and counts: record it as a member",
+        );
+    }
     p.push_in(fin, "", "", "done", Action::SaveInventory { phase: Phase::Ready }, "the inventory matches the cluster");
     Ok(p)
 }

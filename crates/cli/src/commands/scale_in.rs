@@ -16,6 +16,22 @@ pub struct Opts {
 
 pub async fn run(home: &Home, fmt: OutputFormat, a: ScaleInArgs, argv: &[String]) -> anyhow::Result<u8> {
     let stored = home.load(&a.name)?;
+    let mut a = a;
+    let (gone, rest): (Vec<String>, Vec<String>) =
+        a.nodes.iter().cloned().partition(|n| stored.node(n).is_none() && stored.state.removed.contains(n));
+    for n in &gone {
+        eprintln!("{n} was already removed from {}: nothing to do for it", a.name);
+    }
+    a.nodes = rest;
+    if a.nodes.is_empty() {
+        // Re-running a finished scale-in converges too (resume anything left).
+        if stored.nodes.iter().any(|n| n.state.leaving) {
+            let _lock = if a.dry_run { None } else { Some(home.lock(&a.name, "pgscale scale-in")?) };
+            let o = Opts { fmt, dry_run: a.dry_run, yes: a.yes, timeout: a.timeout };
+            return execute(home, home.load(&a.name)?, &o, argv).await;
+        }
+        return Ok(0);
+    }
     for n in &a.nodes {
         if stored.node(n).is_none() {
             return Err(invalid(format!(

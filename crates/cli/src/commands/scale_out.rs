@@ -54,7 +54,20 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: ScaleOutArgs, argv: &[String
         !again
     });
     let offset = desired.nodes.len();
+    // Every node already added with exactly these settings: a re-run of a
+    // finished scale-out. Nothing to add; still converge what is left.
+    let o = Opts { fmt, dry_run: a.dry_run, parallel: a.parallel, timeout: a.timeout, catchup: a.catchup_timeout };
+    let member = |f: &model::NodeSpec| desired.node(&f.name).is_some_and(|e| !e.state.joining && same_spec(e, f));
+    if !nodes.is_empty() && nodes.iter().all(member) {
+        eprintln!(
+            "{} already member(s) of {} with these settings: nothing to add",
+            nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+            a.name
+        );
+        return execute(home, desired, None, &o, argv).await;
+    }
     for (i, n) in nodes.iter().enumerate() {
+        desired.state.removed.retain(|r| *r != n.name);
         if let Some(e) = desired.node(&n.name) {
             let what = if e.state.joining {
                 "being added by an interrupted scale-out with other settings (run `pgscale resume`)"
@@ -74,7 +87,6 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: ScaleOutArgs, argv: &[String
     if !ps.is_empty() {
         return Err(problems(&ps));
     }
-    let o = Opts { fmt, dry_run: a.dry_run, parallel: a.parallel, timeout: a.timeout, catchup: a.catchup_timeout };
     execute(home, desired, Some((&shifted, offset)), &o, argv).await
 }
 
@@ -121,7 +133,7 @@ pub async fn execute(
         return Ok(0);
     }
     if plan.is_empty() {
-        eprintln!("nothing to add");
+        eprintln!("nothing to do: the cluster already matches");
         return Ok(0);
     }
     let rt = cl.runtime(home, desired.clone(), o.timeout, WAIT)?;

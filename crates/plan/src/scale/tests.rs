@@ -110,9 +110,9 @@ fn scale_out_sync_node_joins_async_first_and_enters_sync_names_last() {
             "pg3:hba",
             "pg3:start",
             "pg3:wait-streaming",
-            "pg3:member",
             "sync-names",
             "sync-reload",
+            "member-pg3",
             "done"
         ]
     );
@@ -147,7 +147,7 @@ fn cascaded_node_waits_for_its_new_upstream() {
     let p = plan_scale_out(&d, &ctx_for(&d), &obs, &hba, &facts, &opts()).unwrap();
     assert_eq!(p.steps[pos(&p, "pg3:basebackup")].wave, 1);
     assert_eq!(p.steps[pos(&p, "pg4:basebackup")].wave, 2);
-    assert!(pos(&p, "pg3:member") < pos(&p, "pg4:slot"));
+    assert!(pos(&p, "pg3:wait-streaming") < pos(&p, "pg4:slot"));
     assert_eq!(p.steps[pos(&p, "pg4:slot")].node, "pg3");
     assert!(!ids(&p).contains(&"sync-names"), "no sync node: no change");
 }
@@ -167,7 +167,7 @@ fn rerun_after_copy_and_start_holds_only_what_is_left() {
         running: true,
     };
     let p = plan_scale_out(&d, &ctx_for(&d), &obs, &hba, &BTreeMap::from([("pg3".to_string(), f)]), &opts()).unwrap();
-    assert_eq!(ids(&p), ["record", "pg3:passfile", "pg3:wait-streaming", "pg3:member", "done"]);
+    assert_eq!(ids(&p), ["record", "pg3:passfile", "pg3:wait-streaming", "member-pg3", "done"]);
     // a partial copy is cleaned before copying again
     let f = JoinFacts {
         dirs: NodeFacts { data_dir: DirState::NotEmpty, socket_dir: DirState::NotEmpty, port_in_use: false },
