@@ -48,7 +48,11 @@ async fn load(target: pg::Target, stop: Arc<AtomicBool>) -> LoadStats {
         }
         if let Some(c) = &client {
             let t = Instant::now();
-            let r = tokio::time::timeout(Duration::from_secs(10), c.execute("INSERT INTO demo_ledger (id) VALUES ($1)", &[&id])).await;
+            let r = tokio::time::timeout(
+                Duration::from_secs(10),
+                c.execute("INSERT INTO demo_ledger (id) VALUES ($1)", &[&id]),
+            )
+            .await;
             match r {
                 Ok(Ok(_)) => {
                     st.max_latency = st.max_latency.max(t.elapsed());
@@ -106,7 +110,13 @@ pub async fn run(home: &Home, a: DemoArgs) -> anyhow::Result<u8> {
 
     eprintln!("== pgscale init -c {}", file.display());
     let t = Instant::now();
-    init::run(home, OutputFormat::Table, InitArgs { config: file.clone(), dry_run: false, yes: true, timeout: d }, &argv).await?;
+    init::run(
+        home,
+        OutputFormat::Table,
+        InitArgs { config: file.clone(), dry_run: false, yes: true, timeout: d },
+        &argv,
+    )
+    .await?;
     timings.push(("init pg1", t.elapsed()));
 
     let result = async {
@@ -198,7 +208,13 @@ pub async fn run(home: &Home, a: DemoArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     eprintln!("\n== pgscale destroy -n {NAME} --yes");
-    destroy::run(home, OutputFormat::Table, DestroyArgs { name: NAME.into(), yes: true, dry_run: false, timeout: d }, &argv).await?;
+    destroy::run(
+        home,
+        OutputFormat::Table,
+        DestroyArgs { name: NAME.into(), yes: true, dry_run: false, timeout: d },
+        &argv,
+    )
+    .await?;
     result?;
     Ok(0)
 }
