@@ -1,9 +1,8 @@
 //! Faults against real servers: a frozen (SIGSTOP) or killed (kill -9)
 //! node, and pgscale itself killed between any two steps of init.
 
-use nix::sys::signal::Signal;
 use serde_json::Value;
-use testkit::{free_port, postmaster_pid, signal, Kit};
+use testkit::{free_port, postmaster_pid, Frozen, Kit};
 
 fn kit() -> Kit {
     Kit::new(env!("CARGO_BIN_EXE_pgscale"))
@@ -15,14 +14,6 @@ fn status(k: &Kit, name: &str, timeout: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
-/// Resumes a SIGSTOPped process even if an assertion fails.
-struct Frozen(i32);
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal(self.0, Signal::SIGCONT);
-    }
-}
-
 #[test]
 fn status_reports_frozen_and_killed_nodes_without_hanging() {
     let k = kit();
@@ -32,8 +23,7 @@ fn status_reports_frozen_and_killed_nodes_without_hanging() {
     let pid = postmaster_pid(&k.path("pg1")).expect("running");
 
     // Frozen: TCP connects (the kernel accepts), the server never answers.
-    let frozen = Frozen(pid);
-    signal(pid, Signal::SIGSTOP);
+    let frozen = Frozen::freeze(pid);
     let s = status(&k, "delta", "1s");
     assert_eq!(s["nodes"][0]["state"], "unreachable", "{s}");
     assert_eq!(s["nodes"][0]["role"], "unknown");

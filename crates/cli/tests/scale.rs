@@ -2,10 +2,9 @@
 //! and cascaded standbys; replacement of a leaving sync standby; bad input;
 //! pgscale killed after every step and the operation re-run; a frozen node.
 
-use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use testkit::{free_port, postmaster_pid, signal, Kit};
+use testkit::{free_port, postmaster_pid, Frozen, Kit};
 
 fn kit() -> Kit {
     Kit::new(env!("CARGO_BIN_EXE_pgscale"))
@@ -267,13 +266,6 @@ fn scale_in_interrupted_after_every_step_converges() {
     ok(k.cmd().args(["destroy", "-n", "lambda", "--yes"]).output().unwrap());
 }
 
-struct Frozen(i32);
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal(self.0, Signal::SIGCONT);
-    }
-}
-
 #[test]
 fn scale_in_of_a_frozen_node_skips_it_and_cleans_the_live_ones() {
     let k = kit();
@@ -281,8 +273,7 @@ fn scale_in_of_a_frozen_node_skips_it_and_cleans_the_live_ones() {
     init(&k, "mu", port);
     ok(add(&k, "mu", "a.yaml", &node_yaml(&k, "pg2", "127.0.0.2", port, "")));
     let pid = postmaster_pid(&k.path("pg2")).unwrap();
-    let _frozen = Frozen(pid);
-    signal(pid, Signal::SIGSTOP);
+    let _frozen = Frozen::freeze(pid);
     let o = ok(k.cmd().args(["scale-in", "-n", "mu", "--node", "pg2", "--timeout", "2s", "--yes"]).output().unwrap());
     assert!(String::from_utf8_lossy(&o.stderr).contains("did not answer"), "{}", String::from_utf8_lossy(&o.stderr));
     let s = status(&k, "mu");

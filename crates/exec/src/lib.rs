@@ -415,11 +415,6 @@ async fn wait_streaming(rt: &Runtime<'_>, upstream: &str, standby: &str, timeout
     )))
 }
 
-fn passfile_line(user: &str, password: &str) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
-    format!("*:*:*:{}:{}\n", esc(user), esc(password))
-}
-
 /// Ok(None): done; Ok(Some(why)): the guard found it done already.
 async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Result<Option<String>, ExecError> {
     let d = rt.call_deadline;
@@ -473,7 +468,7 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
                 .secrets
                 .password(user)
                 .ok_or_else(|| ExecError::Check(format!("no password for {user} in the secret file")))?;
-            h.write_file(path, passfile_line(user, pw).as_bytes(), 0o600, d).await?;
+            h.write_file(path, journal::pgpass_line(user, pw).as_bytes(), 0o600, d).await?;
             Ok(None)
         }
         Action::BaseBackup { data_dir, passfile, argv } => {

@@ -75,14 +75,7 @@ impl<'a> Run<'a> {
     }
 }
 
-/// What a directory looks like on a host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DirState {
-    Missing,
-    Empty,
-    NotEmpty,
-    NotADirectory,
-}
+pub use model::DirState;
 
 /// A host where a node lives.
 #[derive(Debug, Clone)]

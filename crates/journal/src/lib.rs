@@ -11,4 +11,4 @@ mod secrets;
 pub use home::{Home, HomeError};
 pub use lock::{Holder, LockGuard};
 pub use log::{Event, Journal};
-pub use secrets::Secrets;
+pub use secrets::{pgpass_line, Secrets};

@@ -40,6 +40,11 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace(':', "\\:")
 }
 
+/// One .pgpass line matching any host, port and database for `user`.
+pub fn pgpass_line(user: &str, password: &str) -> String {
+    format!("*:*:*:{}:{}\n", escape(user), escape(password))
+}
+
 /// Split a .pgpass line on unescaped colons.
 fn fields(line: &str) -> Vec<String> {
     let mut v = Vec::new();
@@ -99,7 +104,7 @@ impl Secrets {
     fn save(&self) -> Result<(), HomeError> {
         let mut text = String::from("# pgscale: passwords of this cluster's roles (.pgpass format). Keep mode 0600.\n");
         for (u, p) in &self.by_user {
-            text += &format!("*:*:*:{}:{}\n", escape(u), escape(p));
+            text += &pgpass_line(u, p);
         }
         write_atomic(&self.path, text.as_bytes(), 0o600)
     }

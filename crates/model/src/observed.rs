@@ -3,6 +3,15 @@
 use postgres_types::PgLsn;
 use std::collections::BTreeMap;
 
+/// What a directory looks like on a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirState {
+    Missing,
+    Empty,
+    NotEmpty,
+    NotADirectory,
+}
+
 /// Whether the server answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunState {

@@ -268,14 +268,7 @@ pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
     out
 }
 
-/// What a host told us about a node's directories and port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DirState {
-    Missing,
-    Empty,
-    NotEmpty,
-    NotADirectory,
-}
+pub use model::DirState;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeFacts {

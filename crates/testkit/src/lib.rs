@@ -153,6 +153,22 @@ impl Drop for Kit {
     }
 }
 
+/// A SIGSTOPped process, resumed (SIGCONT) when dropped, even if the test fails.
+pub struct Frozen(pub i32);
+
+impl Frozen {
+    pub fn freeze(pid: i32) -> Frozen {
+        signal(pid, nix::sys::signal::Signal::SIGSTOP);
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
 /// A process started by a test, killed (by PID) when dropped.
 pub struct Child(pub std::process::Child);
 

@@ -150,16 +150,6 @@ pub struct HostFacts {
     pub running: bool,
 }
 
-fn dir_state(s: host::DirState) -> plan::validate::DirState {
-    use plan::validate::DirState as D;
-    match s {
-        host::DirState::Missing => D::Missing,
-        host::DirState::Empty => D::Empty,
-        host::DirState::NotEmpty => D::NotEmpty,
-        host::DirState::NotADirectory => D::NotADirectory,
-    }
-}
-
 pub async fn host_facts(h: &Host, n: &model::NodeSpec, bin_dir: &Path, d: Duration) -> anyhow::Result<HostFacts> {
     let data = h.dir_state(&n.data_dir, d).await?;
     let sock = h.dir_state(&n.socket_dir(), d).await?;
@@ -169,7 +159,7 @@ pub async fn host_facts(h: &Host, n: &model::NodeSpec, bin_dir: &Path, d: Durati
         initialized && h.run(&host::Run::new(&plan::argv::pg_ctl_status(bin_dir, &n.data_dir), d)).await?.ok();
     let port_in_use = pg::tcp_listening(&n.host, n.port, Duration::from_secs(1).min(d)).await;
     Ok(HostFacts {
-        dirs: plan::validate::NodeFacts { data_dir: dir_state(data), socket_dir: dir_state(sock), port_in_use },
+        dirs: plan::validate::NodeFacts { data_dir: data, socket_dir: sock, port_in_use },
         initialized,
         copied,
         running,
