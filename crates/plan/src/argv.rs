@@ -104,6 +104,22 @@ pub fn pg_basebackup(bin_dir: &Path, data_dir: &Path, host: &str, port: u16, use
     ]
 }
 
+pub fn pg_controldata(bin_dir: &Path, data_dir: &Path) -> Vec<String> {
+    vec![bin(bin_dir, "pg_controldata"), "--pgdata".into(), p(data_dir)]
+}
+
+/// Rewind a diverged data directory from the current primary. The source
+/// conninfo names a passfile (the password never is in argv).
+pub fn pg_rewind(bin_dir: &Path, data_dir: &Path, source_conninfo: &str) -> Vec<String> {
+    vec![
+        bin(bin_dir, "pg_rewind"),
+        "--target-pgdata".into(),
+        p(data_dir),
+        "--source-server".into(),
+        source_conninfo.into(),
+    ]
+}
+
 pub fn pg_ctl_status(bin_dir: &Path, data_dir: &Path) -> Vec<String> {
     vec![bin(bin_dir, "pg_ctl"), "status".into(), "--pgdata".into(), p(data_dir)]
 }

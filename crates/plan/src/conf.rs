@@ -80,6 +80,17 @@ fn conn_value(v: &str) -> String {
     format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// The connection pg_rewind uses to read the primary `up`, from `node`.
+pub fn rewind_source(inv: &Inventory, node: &NodeSpec, up: &NodeSpec) -> String {
+    format!(
+        "host={} port={} user={} dbname=postgres passfile={} connect_timeout=5",
+        conn_value(&up.host),
+        up.port,
+        conn_value(&inv.postgres.replication_user),
+        conn_value(&passfile(node).display().to_string())
+    )
+}
+
 /// How `node` reaches `up`: as the replication role, named by its
 /// application_name, the password read from its passfile (never inline).
 pub fn primary_conninfo(inv: &Inventory, node: &NodeSpec, up: &NodeSpec) -> String {

@@ -4,8 +4,10 @@
 
 pub mod apply_config;
 pub mod argv;
+pub mod check;
 pub mod conf;
 pub mod destroy;
+pub mod ha;
 pub mod hba;
 pub mod init;
 pub mod load;

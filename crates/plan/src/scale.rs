@@ -28,13 +28,13 @@ pub struct ScaleOpts {
     pub stop_secs: u64,
 }
 
-fn running(obs: &Observed, n: &str) -> bool {
+pub(crate) fn running(obs: &Observed, n: &str) -> bool {
     obs.get(n).is_some_and(|o| o.state == RunState::Running && o.role != ObservedRole::Unknown)
 }
 
 /// pg_hba on every running member that is not joining, when it differs
 /// from the inventory's (new peers added, leaving peers removed).
-fn hba_steps(p: &mut Plan, wave: u32, inv: &Inventory, ctx: &Ctx, obs: &Observed, hba: &BTreeMap<String, String>) {
+pub(crate) fn hba_steps(p: &mut Plan, wave: u32, inv: &Inventory, ctx: &Ctx, obs: &Observed, hba: &BTreeMap<String, String>) {
     let want = hba::render(inv, &ctx.os_user, &ctx.peers);
     for n in inv.staying().filter(|n| !n.state.joining) {
         if !running(obs, &n.name) {
@@ -62,7 +62,7 @@ fn hba_steps(p: &mut Plan, wave: u32, inv: &Inventory, ctx: &Ctx, obs: &Observed
 }
 
 /// synchronous_standby_names on the primary, when it differs.
-fn sync_steps(p: &mut Plan, wave: u32, inv: &Inventory, obs: &Observed, why: &str) {
+pub(crate) fn sync_steps(p: &mut Plan, wave: u32, inv: &Inventory, obs: &Observed, why: &str) {
     let Some(primary) = inv.primary() else { return };
     let want = sync::standby_names(inv);
     let have = obs.get(&primary.name).and_then(|o| o.synchronous_standby_names.clone()).unwrap_or_default();
@@ -323,6 +323,33 @@ pub fn plan_scale_out(
     Ok(p)
 }
 
+/// Re-point running standbys that stream from somewhere other than their
+/// desired upstream: the slot on the new upstream first, then
+/// primary_conninfo and primary_slot_name, reload, and wait until they
+/// stream there.
+pub(crate) fn repoint_steps(p: &mut Plan, wave: u32, desired: &Inventory, obs: &Observed, catchup_secs: u64) {
+    for d in desired.staying().filter(|n| !desired.is_primary(&n.name) && !n.state.needs_rejoin) {
+        let Some(u) = desired.upstream_of(&d.name) else { continue };
+        let Some(o) = obs.get(&d.name) else { continue };
+        let streams_from_u = o.upstream_host.as_deref() == Some(u.host.as_str()) && o.upstream_port == Some(u.port);
+        if streams_from_u || o.state != RunState::Running || o.role != ObservedRole::Standby {
+            if o.state != RunState::Running {
+                p.notes.push(format!("{} is not running: it is not re-pointed now; it will stream from {} when it starts", d.name, u.name));
+            }
+            continue;
+        }
+        let l = d.name.as_str();
+        let has_slot = obs.get(&u.name).is_some_and(|uo| uo.slots.iter().any(|s| s.name == d.name));
+        if !has_slot {
+            p.push_in(wave, l, &u.name, "slot", Action::Sql { sql: sql::create_slot(&d.name) }, format!("slot {} on its new upstream {} first", d.name, u.name));
+        }
+        p.push_in(wave, l, l, "conninfo", Action::Sql { sql: sql::alter_system_set("primary_conninfo", &conf::primary_conninfo(desired, d, u)) }, format!("stream from {} instead", u.name));
+        p.push_in(wave, l, l, "slot-name", Action::Sql { sql: sql::alter_system_set("primary_slot_name", &d.name) }, "through its own slot there");
+        p.push_in(wave, l, l, "reload", Action::Reload, "the WAL receiver reconnects to the new upstream");
+        p.push_in(wave, l, &u.name, "wait-streaming", Action::WaitStreaming { standby: d.name.clone(), timeout_secs: catchup_secs }, format!("{} streams from {}", d.name, u.name));
+    }
+}
+
 /// Remove the nodes marked `leaving` in `desired` (which already names their
 /// downstreams' new upstreams and any sync replacement).
 pub fn plan_scale_in(
@@ -355,59 +382,7 @@ pub fn plan_scale_in(
         Action::SaveInventory { phase: Phase::Ready },
         "record the intent: an interrupted scale-in can be re-run or resumed",
     );
-    // Re-point standbys that must stream from elsewhere (children of a
-    // leaving node), the slot on their new upstream first.
-    for d in desired.staying().filter(|n| !desired.is_primary(&n.name)) {
-        let Some(u) = desired.upstream_of(&d.name) else { continue };
-        let Some(o) = obs.get(&d.name) else { continue };
-        let streams_from_u = o.upstream_host.as_deref() == Some(u.host.as_str()) && o.upstream_port == Some(u.port);
-        if streams_from_u || o.state != RunState::Running {
-            if o.state != RunState::Running {
-                p.notes.push(format!(
-                    "{} is not running: it is not re-pointed now; it will stream from {} when it starts",
-                    d.name, u.name
-                ));
-            }
-            continue;
-        }
-        let l = d.name.as_str();
-        let has_slot = obs.get(&u.name).is_some_and(|uo| uo.slots.iter().any(|s| s.name == d.name));
-        if !has_slot {
-            p.push_in(
-                1,
-                l,
-                &u.name,
-                "slot",
-                Action::Sql { sql: sql::create_slot(&d.name) },
-                format!("slot {} on its new upstream {} first", d.name, u.name),
-            );
-        }
-        p.push_in(
-            1,
-            l,
-            l,
-            "conninfo",
-            Action::Sql { sql: sql::alter_system_set("primary_conninfo", &conf::primary_conninfo(desired, d, u)) },
-            format!("stream from {} instead", u.name),
-        );
-        p.push_in(
-            1,
-            l,
-            l,
-            "slot-name",
-            Action::Sql { sql: sql::alter_system_set("primary_slot_name", &d.name) },
-            "through its own slot there",
-        );
-        p.push_in(1, l, l, "reload", Action::Reload, "the WAL receiver reconnects to the new upstream");
-        p.push_in(
-            1,
-            l,
-            &u.name,
-            "wait-streaming",
-            Action::WaitStreaming { standby: d.name.clone(), timeout_secs: opts.catchup_secs },
-            format!("{} streams from {}", d.name, u.name),
-        );
-    }
+    repoint_steps(&mut p, 1, desired, obs, opts.catchup_secs);
     // Take the leaving node out of synchronous_standby_names, its
     // replacement in, in one reload, BEFORE it stops, so no commit ever
     // waits on a node that is leaving. The replacement is in the list only

@@ -63,6 +63,17 @@ pub fn drop_slot(name: &str) -> String {
     )
 }
 
+/// pg_rewind as the replication role reads files through these functions.
+pub fn grant_rewind(role: &str) -> String {
+    let r = ident(role);
+    format!(
+        "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO {r}; \
+         GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO {r}; \
+         GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO {r}; \
+         GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {r}"
+    )
+}
+
 pub const RELOAD: &str = "SELECT pg_reload_conf()";
 
 /// Errors the server finds in pg_hba.conf as it is now on disk.

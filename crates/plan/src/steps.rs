@@ -88,6 +88,17 @@ pub enum Action {
         standby: String,
         timeout_secs: u64,
     },
+    /// Promote the step's node (`pg_promote`, waiting up to `timeout_secs`).
+    /// Guard: not in recovery → already a primary.
+    Promote { timeout_secs: u64 },
+    /// Read the stopped old primary's shutdown checkpoint (`argv` is its
+    /// pg_controldata) and wait until `standby` has replayed past it.
+    WaitReplay { argv: Vec<String>, standby: String, timeout_secs: u64 },
+    /// pg_rewind the step's node from the primary. Guard: pg_controldata
+    /// says "in archive recovery" (rewound, not started yet) → skip.
+    Rewind { data_dir: PathBuf, controldata: Vec<String>, argv: Vec<String> },
+    /// Clear `needs_rejoin` for a node in the inventory.
+    MarkRejoined { node: String },
     /// Record in the inventory that a joining node is now a member.
     MarkMember {
         node: String,
@@ -127,6 +138,10 @@ impl Action {
             Action::BaseBackup { .. } => "backup_manifest exists: skip",
             Action::WaitStreaming { .. } => "read-only",
             Action::MarkMember { .. } => "already a member: no change",
+            Action::Promote { .. } => "not in recovery: already a primary",
+            Action::WaitReplay { .. } => "read-only",
+            Action::Rewind { .. } => "already rewound (in archive recovery): skip",
+            Action::MarkRejoined { .. } => "idempotent",
             Action::ForgetNode { .. } => "not in the inventory: skip",
             Action::Reload => "idempotent",
             Action::RemoveDir { .. } => "missing: skip",
@@ -165,6 +180,12 @@ impl Action {
                 format!("wait until {standby} streams and has caught up (up to {timeout_secs}s)")
             }
             Action::MarkMember { node } => format!("record {node} as a member in the inventory"),
+            Action::Promote { timeout_secs } => format!("sql: SELECT pg_promote(true, {timeout_secs})"),
+            Action::WaitReplay { standby, timeout_secs, .. } => {
+                format!("read the shutdown checkpoint (pg_controldata), wait until {standby} replayed past it (up to {timeout_secs}s)")
+            }
+            Action::Rewind { argv, .. } => format!("run: {}", argv.join(" ")),
+            Action::MarkRejoined { node } => format!("record that {node} no longer needs a rejoin"),
             Action::ForgetNode { node } => format!("remove {node} from the inventory"),
             Action::Reload => "sql: SELECT pg_reload_conf()".into(),
             Action::RemoveDir { path } => format!("remove directory {}", path.display()),
