@@ -82,6 +82,18 @@ pub enum Command {
     /// Continue an interrupted scale-out or scale-in.
     #[command(after_help = "Example:\n  pgscale resume -n demo")]
     Resume(ResumeArgs),
+    /// Planned role change: NODE becomes primary, the old primary a standby (no data lost, no rewind).
+    #[command(after_help = "Examples:\n  pgscale switchover -n demo --to pg2 --dry-run\n  pgscale switchover -n demo --to pg2 --yes\n\nRefused (exit 3) when the target is not streaming or lags more than --max-lag.\nSequence: checkpoint, clean stop of the primary, wait until the target replayed its shutdown\ncheckpoint, promote, the old primary restarted as a standby of the new one, other standbys\nre-pointed, synchronous_standby_names and slots carried over.")]
+    Switchover(SwitchoverArgs),
+    /// The primary is gone: promote the best standby.
+    #[command(after_help = "Examples:\n  pgscale failover -n demo --dry-run\n  pgscale failover -n demo --yes\n  pgscale failover -n demo --to pg3 --force --yes\n\nRefused (exit 3) when the primary still answers (use switchover) or when no standby was\nsynchronous (committed data could be lost), unless --force. Without --to: the standby with the\nhighest timeline and received LSN (a synchronous one on a tie). The old primary is marked as\nneeding a rejoin and is never started as a primary again.")]
+    Failover(FailoverArgs),
+    /// Bring a former primary (or any diverged node) back as a standby (pg_rewind, or --reclone).
+    #[command(after_help = "Examples:\n  pgscale rejoin -n demo --node pg1 --dry-run\n  pgscale rejoin -n demo --node pg1 --yes\n  pgscale rejoin -n demo --node pg1 --reclone --yes   # when pg_rewind cannot work")]
+    Rejoin(RejoinArgs),
+    /// Health findings, one line each; exit 0 ok, 1 warning, 2 critical, 3 unknown (Nagios).
+    #[command(after_help = "Examples:\n  pgscale check -n demo\n  pgscale check -n demo --node pg2 --output json")]
+    Check(CheckArgs),
     /// Create a throw-away cluster on this machine, show it working, clean up.
     #[command(after_help = "Examples:\n  pgscale demo\n  pgscale demo --keep --dir /tmp/pgdemo")]
     Demo(DemoArgs),
@@ -236,5 +248,72 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub yes: bool,
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct SwitchoverArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// The standby that becomes primary.
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask (required without a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Refuse when the target is further behind than this many bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_lag: u64,
+    /// Deadline of one remote call, and of stopping the old primary.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct FailoverArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// The standby to promote (default: the best candidate).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Go on although the primary answers or no standby was synchronous.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct RejoinArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// The node to bring back as a standby.
+    #[arg(long = "node")]
+    pub node: String,
+    /// Empty its data directory and take a fresh copy instead of pg_rewind.
+    #[arg(long)]
+    pub reclone: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub yes: bool,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// Only findings about this node.
+    #[arg(long = "node")]
+    pub node: Option<String>,
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub timeout: Duration,
 }

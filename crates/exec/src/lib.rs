@@ -557,6 +557,80 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
         Action::WaitStreaming { standby, timeout_secs } => {
             wait_streaming(rt, &step.node, standby, Duration::from_secs(*timeout_secs)).await.map(|_| None)
         }
+        Action::Promote { timeout_secs } => {
+            let n = node(rt, &step.node)?;
+            let c = pg::connect(&n.target, d).await?;
+            let dl = Duration::from_secs(*timeout_secs + 5);
+            let q = format!("SELECT pg_is_in_recovery() AND NOT pg_promote(true, {timeout_secs})");
+            let r = tokio::time::timeout(dl, c.query_one(&q, &[]))
+                .await
+                .map_err(|_| PgError::Timeout { what: "promote".into(), addr: n.target.addr(), deadline: dl })?
+                .map_err(|e| sql_error(&n.target.addr(), e))?;
+            if r.get::<_, bool>(0) {
+                return Err(ExecError::Check(format!("{}: promotion did not finish within {timeout_secs}s; see its server log", step.node)));
+            }
+            Ok(None)
+        }
+        Action::WaitReplay { argv, standby, timeout_secs } => {
+            let h = node(rt, &step.node)?.host.clone();
+            let env = [("LC_ALL".to_string(), "C".to_string())];
+            let mut r = Run::new(argv, d);
+            r.env = &env;
+            let cd = pg::controldata::parse(&h.run_ok(&r).await?.stdout);
+            if cd.state != "shut down" {
+                return Err(ExecError::Check(format!(
+                    "{} did not shut down cleanly (pg_controldata: {}): its last WAL may not have reached {standby}; use failover + rejoin",
+                    step.node, cd.state
+                )));
+            }
+            let ckpt = cd.checkpoint.ok_or_else(|| ExecError::Check("pg_controldata shows no checkpoint location".into()))?;
+            let s = node(rt, standby)?;
+            let until = Instant::now() + Duration::from_secs(*timeout_secs);
+            let c = pg::connect(&s.target, d).await?;
+            loop {
+                let r = tokio::time::timeout(d, c.query_one("SELECT greatest(pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn())", &[]))
+                    .await
+                    .map_err(|_| PgError::Timeout { what: "read replay position".into(), addr: s.target.addr(), deadline: d })?
+                    .map_err(|e| sql_error(&s.target.addr(), e))?;
+                // Past the checkpoint record's start = it has the shutdown
+                // checkpoint, the last record the old primary wrote.
+                if r.get::<_, Option<model::PgLsn>>(0).is_some_and(|l| l > ckpt) {
+                    return Ok(None);
+                }
+                if Instant::now() > until {
+                    return Err(ExecError::Check(format!("{standby} did not receive {}'s shutdown checkpoint {ckpt} within {timeout_secs}s", step.node)));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        Action::Rewind { data_dir: _, controldata, argv } => {
+            let h = node(rt, &step.node)?.host.clone();
+            let env = [("LC_ALL".to_string(), "C".to_string())];
+            let mut r = Run::new(controldata, d);
+            r.env = &env;
+            let cd = pg::controldata::parse(&h.run_ok(&r).await?.stdout);
+            if cd.state == "in archive recovery" {
+                return Ok(Some("already rewound, not started since".into()));
+            }
+            h.run_ok(&Run::new(argv, long * 10)).await.map_err(|e| {
+                ExecError::Check(format!("{e}\npg_rewind could not bring {} back; `pgscale rejoin --reclone` makes a fresh copy instead", step.node))
+            })?;
+            Ok(None)
+        }
+        Action::ClearIntent => {
+            rt.inv(|i| i.state.previous_primary = None);
+            rt.save()?;
+            Ok(None)
+        }
+        Action::MarkRejoined { node: name } => {
+            rt.inv(|i| {
+                if let Some(n) = i.node_mut(name) {
+                    n.state.needs_rejoin = false;
+                }
+            });
+            rt.save()?;
+            Ok(None)
+        }
         Action::MarkMember { node: name } => {
             let changed = rt.inv(|i| match i.node_mut(name) {
                 Some(n) if n.state.joining => {

@@ -232,6 +232,10 @@ pub struct ClusterState {
     /// scale-in says so instead of calling the node unknown.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
+    /// During a switchover or failover: the primary being replaced, so a
+    /// re-run or `resume` knows where it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_primary: Option<String>,
 }
 
 impl ClusterState {

@@ -2,6 +2,7 @@
 //! `Observed`, the configuration observation, finding server binaries.
 //! Decides nothing.
 
+pub mod controldata;
 mod conn;
 mod probe;
 

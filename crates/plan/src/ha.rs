@@ -154,10 +154,10 @@ fn sync_after_promotion(p: &mut Plan, desired: &Inventory, new: &str, obs: &Obse
 
 /// Planned role change. `stored`: the inventory before; `desired`: after
 /// `promote_in_inventory`.
-pub fn plan_switchover(stored: &Inventory, desired: &Inventory, ctx: &Ctx, obs: &Observed, opts: &HaOpts) -> Result<Plan, String> {
+pub fn plan_switchover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed, opts: &HaOpts) -> Result<Plan, String> {
     let mut p = Plan::new(&desired.name, "switchover");
     let new = desired.primary().ok_or("no target")?.clone();
-    let old = stored.primary().ok_or("no primary")?.clone();
+    let old = desired.node(old).ok_or("the old primary is not in the inventory")?.clone();
     if old.name == new.name {
         return Err(format!("{} is already the primary", new.name));
     }
@@ -225,15 +225,15 @@ pub fn plan_switchover(stored: &Inventory, desired: &Inventory, ctx: &Ctx, obs: 
             p.push_in(0, "", &old.name, &format!("drop-old-slot-{}", s.name), Action::Sql { sql: sql::drop_slot(&s.name) }, format!("{} streams from {} now: this slot on {} would pin WAL", s.name, new.name, old.name));
         }
     }
-    p.push_in(0, "", "", "done", Action::SaveInventory { phase: Phase::Ready }, "the inventory matches the cluster");
+    p.push_in(0, "", "", "done", Action::ClearIntent, "the switchover is complete");
     Ok(p)
 }
 
 /// The primary is gone: promote `desired`'s primary.
-pub fn plan_failover(stored: &Inventory, desired: &Inventory, ctx: &Ctx, obs: &Observed, opts: &HaOpts) -> Result<Plan, String> {
+pub fn plan_failover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed, opts: &HaOpts) -> Result<Plan, String> {
     let mut p = Plan::new(&desired.name, "failover");
     let new = desired.primary().ok_or("no target")?.clone();
-    let old = stored.primary().ok_or("no primary")?.clone();
+    let old = desired.node(old).ok_or("the old primary is not in the inventory")?.clone();
     let o_new = obs.get(&new.name).ok_or("target not observed")?;
     let new_is_primary = o_new.state == RunState::Running && o_new.role == ObservedRole::Primary;
     if !new_is_primary && (o_new.state != RunState::Running || o_new.role != ObservedRole::Standby) {
@@ -265,7 +265,7 @@ pub fn plan_failover(stored: &Inventory, desired: &Inventory, ctx: &Ctx, obs: &O
     }
     repoint_steps(&mut p, 0, desired, obs, opts.catchup_secs);
     sync_after_promotion(&mut p, desired, &new.name, obs, opts.catchup_secs);
-    p.push_in(0, "", "", "done", Action::SaveInventory { phase: Phase::Ready }, "the inventory matches the cluster");
+    p.push_in(0, "", "", "done", Action::ClearIntent, "the failover is complete");
     Ok(p)
 }
 

@@ -97,6 +97,8 @@ pub enum Action {
     /// pg_rewind the step's node from the primary. Guard: pg_controldata
     /// says "in archive recovery" (rewound, not started yet) → skip.
     Rewind { data_dir: PathBuf, controldata: Vec<String>, argv: Vec<String> },
+    /// The role change is complete: forget `previous_primary`.
+    ClearIntent,
     /// Clear `needs_rejoin` for a node in the inventory.
     MarkRejoined { node: String },
     /// Record in the inventory that a joining node is now a member.
@@ -142,6 +144,7 @@ impl Action {
             Action::WaitReplay { .. } => "read-only",
             Action::Rewind { .. } => "already rewound (in archive recovery): skip",
             Action::MarkRejoined { .. } => "idempotent",
+            Action::ClearIntent => "idempotent",
             Action::ForgetNode { .. } => "not in the inventory: skip",
             Action::Reload => "idempotent",
             Action::RemoveDir { .. } => "missing: skip",
@@ -186,6 +189,7 @@ impl Action {
             }
             Action::Rewind { argv, .. } => format!("run: {}", argv.join(" ")),
             Action::MarkRejoined { node } => format!("record that {node} no longer needs a rejoin"),
+            Action::ClearIntent => "record that the role change is complete".into(),
             Action::ForgetNode { node } => format!("remove {node} from the inventory"),
             Action::Reload => "sql: SELECT pg_reload_conf()".into(),
             Action::RemoveDir { path } => format!("remove directory {}", path.display()),

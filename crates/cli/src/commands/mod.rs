@@ -1,4 +1,6 @@
 mod apply_config;
+mod check;
+mod ha;
 mod demo;
 mod destroy;
 mod hba;
@@ -38,6 +40,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::ScaleOut(a) => scale_out::run(&home, fmt, a, &argv).await,
         Command::ScaleIn(a) => scale_in::run(&home, fmt, a, &argv).await,
         Command::Resume(a) => resume::run(&home, fmt, a, &argv).await,
+        Command::Switchover(a) => ha::switchover(&home, fmt, a, &argv).await,
+        Command::Failover(a) => ha::failover(&home, fmt, a, &argv).await,
+        Command::Rejoin(a) => ha::rejoin(&home, fmt, a, &argv).await,
+        Command::Check(a) => check::run(&home, fmt, a).await,
     }
 }
 

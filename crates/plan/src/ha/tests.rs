@@ -95,7 +95,7 @@ fn promoting_the_sync_standby_makes_the_potential_one_sync() {
 #[test]
 fn switchover_order_keeps_commits_safe() {
     let (d, _) = promote_in_inventory(&inv(), "pg2", &observed(), false);
-    let p = plan_switchover(&inv(), &d, &ctx(), &observed(), &opts()).unwrap();
+    let p = plan_switchover("pg1", &d, &ctx(), &observed(), &opts()).unwrap();
     // stop cleanly, wait until the target replayed the shutdown checkpoint, promote
     assert!(pos(&p, "pg1:checkpoint") < pos(&p, "pg1:stop"));
     assert!(pos(&p, "pg1:stop") < pos(&p, "pg1:wait-replay"));
@@ -117,13 +117,13 @@ fn switchover_refusals() {
     o.nodes.get_mut("pg1").unwrap().downstreams[1].flush_lsn = Some(PgLsn::from(0));
     let mut small = opts();
     small.max_lag_bytes = 10;
-    let e = plan_switchover(&inv(), &d, &ctx(), &o, &small).unwrap_err();
+    let e = plan_switchover("pg1", &d, &ctx(), &o, &small).unwrap_err();
     assert!(e.contains("bytes behind") && e.contains("--max-lag"), "{e}");
     o.nodes.get_mut("pg1").unwrap().downstreams.remove(1);
-    assert!(plan_switchover(&inv(), &d, &ctx(), &o, &opts()).unwrap_err().contains("not streaming"));
+    assert!(plan_switchover("pg1", &d, &ctx(), &o, &opts()).unwrap_err().contains("not streaming"));
     let mut dead = observed();
     dead.nodes.insert("pg1".into(), NodeObservation::unanswered("pg1", RunState::Unreachable, "deadline"));
-    assert!(plan_switchover(&inv(), &d, &ctx(), &dead, &opts()).unwrap_err().contains("failover"));
+    assert!(plan_switchover("pg1", &d, &ctx(), &dead, &opts()).unwrap_err().contains("failover"));
 }
 
 #[test]
@@ -131,12 +131,12 @@ fn failover_stops_what_answers_and_never_rewinds() {
     let mut o = observed();
     o.nodes.insert("pg1".into(), NodeObservation::unanswered("pg1", RunState::Stopped, "refused"));
     let (d, _) = promote_in_inventory(&inv(), "pg2", &o, true);
-    let p = plan_failover(&inv(), &d, &ctx(), &o, &opts()).unwrap();
+    let p = plan_failover("pg1", &d, &ctx(), &o, &opts()).unwrap();
     assert!(p.steps[pos(&p, "pg1:stop")].best_effort);
     assert!(pos(&p, "pg2:promote") < pos(&p, "pg3:conninfo"));
     assert!(!ids(&p).iter().any(|i| i.starts_with("pg1:") && i != &"pg1:stop"), "{:?}", ids(&p));
     o.nodes.insert("pg1".into(), NodeObservation::unanswered("pg1", RunState::Unreachable, "deadline"));
-    let p = plan_failover(&inv(), &d, &ctx(), &o, &opts()).unwrap();
+    let p = plan_failover("pg1", &d, &ctx(), &o, &opts()).unwrap();
     assert!(!ids(&p).contains(&"pg1:stop"));
     assert!(p.notes[0].contains("needing a rejoin"));
 }
