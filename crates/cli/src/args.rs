@@ -83,13 +83,19 @@ pub enum Command {
     #[command(after_help = "Example:\n  pgscale resume -n demo")]
     Resume(ResumeArgs),
     /// Planned role change: NODE becomes primary, the old primary a standby (no data lost, no rewind).
-    #[command(after_help = "Examples:\n  pgscale switchover -n demo --to pg2 --dry-run\n  pgscale switchover -n demo --to pg2 --yes\n\nRefused (exit 3) when the target is not streaming or lags more than --max-lag.\nSequence: checkpoint, clean stop of the primary, wait until the target replayed its shutdown\ncheckpoint, promote, the old primary restarted as a standby of the new one, other standbys\nre-pointed, synchronous_standby_names and slots carried over.")]
+    #[command(
+        after_help = "Examples:\n  pgscale switchover -n demo --to pg2 --dry-run\n  pgscale switchover -n demo --to pg2 --yes\n\nRefused (exit 3) when the target is not streaming or lags more than --max-lag.\nSequence: checkpoint, clean stop of the primary, wait until the target replayed its shutdown\ncheckpoint, promote, the old primary restarted as a standby of the new one, other standbys\nre-pointed, synchronous_standby_names and slots carried over."
+    )]
     Switchover(SwitchoverArgs),
     /// The primary is gone: promote the best standby.
-    #[command(after_help = "Examples:\n  pgscale failover -n demo --dry-run\n  pgscale failover -n demo --yes\n  pgscale failover -n demo --to pg3 --force --yes\n\nRefused (exit 3) when the primary still answers (use switchover) or when no standby was\nsynchronous (committed data could be lost), unless --force. Without --to: the standby with the\nhighest timeline and received LSN (a synchronous one on a tie). The old primary is marked as\nneeding a rejoin and is never started as a primary again.")]
+    #[command(
+        after_help = "Examples:\n  pgscale failover -n demo --dry-run\n  pgscale failover -n demo --yes\n  pgscale failover -n demo --to pg3 --force --yes\n\nRefused (exit 3) when the primary still answers (use switchover) or when no standby was\nsynchronous (committed data could be lost), unless --force. Without --to: the standby with the\nhighest timeline and received LSN (a synchronous one on a tie). The old primary is marked as\nneeding a rejoin and is never started as a primary again."
+    )]
     Failover(FailoverArgs),
     /// Bring a former primary (or any diverged node) back as a standby (pg_rewind, or --reclone).
-    #[command(after_help = "Examples:\n  pgscale rejoin -n demo --node pg1 --dry-run\n  pgscale rejoin -n demo --node pg1 --yes\n  pgscale rejoin -n demo --node pg1 --reclone --yes   # when pg_rewind cannot work")]
+    #[command(
+        after_help = "Examples:\n  pgscale rejoin -n demo --node pg1 --dry-run\n  pgscale rejoin -n demo --node pg1 --yes\n  pgscale rejoin -n demo --node pg1 --reclone --yes   # when pg_rewind cannot work"
+    )]
     Rejoin(RejoinArgs),
     /// Health findings, one line each; exit 0 ok, 1 warning, 2 critical, 3 unknown (Nagios).
     #[command(after_help = "Examples:\n  pgscale check -n demo\n  pgscale check -n demo --node pg2 --output json")]

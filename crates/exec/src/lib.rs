@@ -567,7 +567,10 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
                 .map_err(|_| PgError::Timeout { what: "promote".into(), addr: n.target.addr(), deadline: dl })?
                 .map_err(|e| sql_error(&n.target.addr(), e))?;
             if r.get::<_, bool>(0) {
-                return Err(ExecError::Check(format!("{}: promotion did not finish within {timeout_secs}s; see its server log", step.node)));
+                return Err(ExecError::Check(format!(
+                    "{}: promotion did not finish within {timeout_secs}s; see its server log",
+                    step.node
+                )));
             }
             Ok(None)
         }
@@ -583,22 +586,33 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
                     step.node, cd.state
                 )));
             }
-            let ckpt = cd.checkpoint.ok_or_else(|| ExecError::Check("pg_controldata shows no checkpoint location".into()))?;
+            let ckpt =
+                cd.checkpoint.ok_or_else(|| ExecError::Check("pg_controldata shows no checkpoint location".into()))?;
             let s = node(rt, standby)?;
             let until = Instant::now() + Duration::from_secs(*timeout_secs);
             let c = pg::connect(&s.target, d).await?;
             loop {
-                let r = tokio::time::timeout(d, c.query_one("SELECT greatest(pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn())", &[]))
-                    .await
-                    .map_err(|_| PgError::Timeout { what: "read replay position".into(), addr: s.target.addr(), deadline: d })?
-                    .map_err(|e| sql_error(&s.target.addr(), e))?;
+                let r = tokio::time::timeout(
+                    d,
+                    c.query_one("SELECT greatest(pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn())", &[]),
+                )
+                .await
+                .map_err(|_| PgError::Timeout {
+                    what: "read replay position".into(),
+                    addr: s.target.addr(),
+                    deadline: d,
+                })?
+                .map_err(|e| sql_error(&s.target.addr(), e))?;
                 // Past the checkpoint record's start = it has the shutdown
                 // checkpoint, the last record the old primary wrote.
                 if r.get::<_, Option<model::PgLsn>>(0).is_some_and(|l| l > ckpt) {
                     return Ok(None);
                 }
                 if Instant::now() > until {
-                    return Err(ExecError::Check(format!("{standby} did not receive {}'s shutdown checkpoint {ckpt} within {timeout_secs}s", step.node)));
+                    return Err(ExecError::Check(format!(
+                        "{standby} did not receive {}'s shutdown checkpoint {ckpt} within {timeout_secs}s",
+                        step.node
+                    )));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -613,7 +627,10 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
                 return Ok(Some("already rewound, not started since".into()));
             }
             h.run_ok(&Run::new(argv, long * 10)).await.map_err(|e| {
-                ExecError::Check(format!("{e}\npg_rewind could not bring {} back; `pgscale rejoin --reclone` makes a fresh copy instead", step.node))
+                ExecError::Check(format!(
+                    "{e}\npg_rewind could not bring {} back; `pgscale rejoin --reclone` makes a fresh copy instead",
+                    step.node
+                ))
             })?;
             Ok(None)
         }

@@ -2,8 +2,8 @@
 //! `Observed`, the configuration observation, finding server binaries.
 //! Decides nothing.
 
-pub mod controldata;
 mod conn;
+pub mod controldata;
 mod probe;
 
 pub use conn::{connect, scram_verifier, tcp_listening, Target};

@@ -4,7 +4,7 @@
 
 use crate::hba;
 use crate::steps::Ctx;
-use model::{Inventory, ObservedRole, Observed, RunState};
+use model::{Inventory, Observed, ObservedRole, RunState};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -51,33 +51,62 @@ const RETAIN_WARN: i64 = 1 << 30;
 
 pub fn check(inv: &Inventory, obs: &Observed, ctx: &Ctx, input: &CheckInput) -> Vec<Finding> {
     let mut f = Vec::new();
-    let mut add = |severity, node: &str, check, message: String| f.push(Finding { severity, node: node.into(), check, message });
+    let mut add =
+        |severity, node: &str, check, message: String| f.push(Finding { severity, node: node.into(), check, message });
     let primary = inv.primary().map(|p| p.name.clone()).unwrap_or_default();
     let want_hba = hba::render(inv, &ctx.os_user, &ctx.peers);
     for n in inv.staying() {
         let name = n.name.as_str();
         let Some(o) = obs.get(name) else { continue };
         if n.state.needs_rejoin {
-            add(Severity::Warning, name, "role", format!("{name} was a primary that was failed over: run `pgscale rejoin -n {} --node {name}`", inv.name));
+            add(
+                Severity::Warning,
+                name,
+                "role",
+                format!(
+                    "{name} was a primary that was failed over: run `pgscale rejoin -n {} --node {name}`",
+                    inv.name
+                ),
+            );
             if o.state == RunState::Running && o.role == ObservedRole::Primary {
-                add(Severity::Critical, name, "role", format!("{name} runs as a primary besides {primary}: split brain, stop it now"));
+                add(
+                    Severity::Critical,
+                    name,
+                    "role",
+                    format!("{name} runs as a primary besides {primary}: split brain, stop it now"),
+                );
             }
             continue;
         }
         match o.state {
             RunState::Running => {}
             s => {
-                add(Severity::Critical, name, "state", format!("{name} is {} ({})", s.as_str(), o.error.clone().unwrap_or_default()));
+                add(
+                    Severity::Critical,
+                    name,
+                    "state",
+                    format!("{name} is {} ({})", s.as_str(), o.error.clone().unwrap_or_default()),
+                );
                 continue;
             }
         }
         let expected = if name == primary { ObservedRole::Primary } else { ObservedRole::Standby };
         if o.role != expected {
-            add(Severity::Critical, name, "role", format!("{name} is {} but the inventory expects a {}", o.role.as_str(), expected.as_str()));
+            add(
+                Severity::Critical,
+                name,
+                "role",
+                format!("{name} is {} but the inventory expects a {}", o.role.as_str(), expected.as_str()),
+            );
             continue;
         }
         if input.hba.get(name).is_some_and(|h| *h != want_hba) {
-            add(Severity::Warning, name, "hba", format!("{name}'s pg_hba.conf differs from the inventory: `pgscale apply-config` rewrites it"));
+            add(
+                Severity::Warning,
+                name,
+                "hba",
+                format!("{name}'s pg_hba.conf differs from the inventory: `pgscale apply-config` rewrites it"),
+            );
         }
         if let Some(pct) = input.disk_used_pct.get(name) {
             if *pct >= 95 {
@@ -91,12 +120,24 @@ pub fn check(inv: &Inventory, obs: &Observed, ctx: &Ctx, input: &CheckInput) -> 
             let row = o.downstreams.iter().find(|r| r.application_name == d.name);
             match row {
                 Some(r) if r.state == "streaming" => {}
-                Some(r) => add(Severity::Warning, name, "downstream", format!("{} is connected to {name} but {}", d.name, r.state)),
+                Some(r) => add(
+                    Severity::Warning,
+                    name,
+                    "downstream",
+                    format!("{} is connected to {name} but {}", d.name, r.state),
+                ),
                 None => add(Severity::Critical, name, "downstream", format!("{} is not streaming from {name}", d.name)),
             }
             match o.slots.iter().find(|s| s.name == d.name) {
-                None => add(Severity::Warning, name, "slot", format!("no slot for {} on {name}: WAL it needs may be recycled", d.name)),
-                Some(s) if !s.active => add(Severity::Warning, name, "slot", format!("slot {} on {name} is inactive", d.name)),
+                None => add(
+                    Severity::Warning,
+                    name,
+                    "slot",
+                    format!("no slot for {} on {name}: WAL it needs may be recycled", d.name),
+                ),
+                Some(s) if !s.active => {
+                    add(Severity::Warning, name, "slot", format!("slot {} on {name} is inactive", d.name))
+                }
                 _ => {}
             }
         }
@@ -105,19 +146,37 @@ pub fn check(inv: &Inventory, obs: &Observed, ctx: &Ctx, input: &CheckInput) -> 
             if !expected {
                 let kept = s.retained_bytes.unwrap_or(0);
                 let sev = if kept >= RETAIN_WARN { Severity::Critical } else { Severity::Warning };
-                add(sev, name, "slot", format!("slot {} on {name} belongs to no downstream and keeps {kept} bytes of WAL: drop it", s.name));
+                add(
+                    sev,
+                    name,
+                    "slot",
+                    format!(
+                        "slot {} on {name} belongs to no downstream and keeps {kept} bytes of WAL: drop it",
+                        s.name
+                    ),
+                );
             }
         }
         if name == primary {
             let names = o.synchronous_standby_names.clone().unwrap_or_default();
             let want = crate::sync::standby_names(inv);
             if names != want {
-                add(Severity::Warning, name, "sync", format!("synchronous_standby_names is '{names}', the inventory says '{want}'"));
+                add(
+                    Severity::Warning,
+                    name,
+                    "sync",
+                    format!("synchronous_standby_names is '{names}', the inventory says '{want}'"),
+                );
             }
             for s in inv.staying().filter(|s| names.contains(&format!("\"{}\"", s.name))) {
                 let live = o.downstreams.iter().any(|r| r.application_name == s.name && r.state == "streaming");
                 if !live {
-                    add(Severity::Critical, name, "sync", format!("synchronous_standby_names names {} which is not streaming: commits may wait", s.name));
+                    add(
+                        Severity::Critical,
+                        name,
+                        "sync",
+                        format!("synchronous_standby_names names {} which is not streaming: commits may wait", s.name),
+                    );
                 }
             }
         } else {
@@ -132,13 +191,27 @@ pub fn check(inv: &Inventory, obs: &Observed, ctx: &Ctx, input: &CheckInput) -> 
             }
             let ptl = obs.get(&primary).and_then(|p| p.timeline);
             if ptl.is_some() && o.timeline.is_some() && ptl != o.timeline {
-                add(Severity::Warning, name, "timeline", format!("{name} is on timeline {} but {primary} on {}", o.timeline.unwrap_or(0), ptl.unwrap_or(0)));
+                add(
+                    Severity::Warning,
+                    name,
+                    "timeline",
+                    format!("{name} is on timeline {} but {primary} on {}", o.timeline.unwrap_or(0), ptl.unwrap_or(0)),
+                );
             }
             if let Some(u) = inv.upstream_of(name) {
                 let ok = o.upstream_host.as_deref() == Some(u.host.as_str()) && o.upstream_port == Some(u.port);
                 if !ok {
-                    let from = o.upstream_host.clone().map(|h| format!("{h}:{}", o.upstream_port.unwrap_or(0))).unwrap_or("nowhere".into());
-                    add(Severity::Critical, name, "upstream", format!("{name} streams from {from}, the inventory says {}", u.name));
+                    let from = o
+                        .upstream_host
+                        .clone()
+                        .map(|h| format!("{h}:{}", o.upstream_port.unwrap_or(0)))
+                        .unwrap_or("nowhere".into());
+                    add(
+                        Severity::Critical,
+                        name,
+                        "upstream",
+                        format!("{name} streams from {from}, the inventory says {}", u.name),
+                    );
                 }
             }
         }

@@ -4,7 +4,7 @@
 use crate::scale::{repoint_steps, running, sync_steps};
 use crate::steps::{Action, Ctx, Plan};
 use crate::{argv, conf, sql, sync};
-use model::{Inventory, NodeSpec, ObservedRole, Observed, Phase, PgLsn, RunState, SyncMode};
+use model::{Inventory, NodeSpec, Observed, ObservedRole, PgLsn, Phase, RunState, SyncMode};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HaOpts {
@@ -46,12 +46,20 @@ pub fn rank_candidates(inv: &Inventory, obs: &Observed, old_primary: &str) -> Ve
                 timeline,
                 received,
                 was_sync,
-                why: format!("timeline {timeline}, received up to {received}{}", if was_sync { ", synchronous" } else { "" }),
+                why: format!(
+                    "timeline {timeline}, received up to {received}{}",
+                    if was_sync { ", synchronous" } else { "" }
+                ),
             })
         })
         .collect();
     v.sort_by(|a, b| {
-        (b.timeline, u64::from(b.received), b.was_sync, &a.name).cmp(&(a.timeline, u64::from(a.received), a.was_sync, &b.name))
+        (b.timeline, u64::from(b.received), b.was_sync, &a.name).cmp(&(
+            a.timeline,
+            u64::from(a.received),
+            a.was_sync,
+            &b.name,
+        ))
     });
     v
 }
@@ -60,7 +68,12 @@ pub fn rank_candidates(inv: &Inventory, obs: &Observed, old_primary: &str) -> Ve
 /// primary no longer a sync standby, someone else synchronous in its place
 /// when it was (a potential standby first), direct standbys of the old
 /// primary now stream from the new one. `old_needs_rejoin`: failover.
-pub fn promote_in_inventory(inv: &Inventory, new: &str, obs: &Observed, old_needs_rejoin: bool) -> (Inventory, Vec<String>) {
+pub fn promote_in_inventory(
+    inv: &Inventory,
+    new: &str,
+    obs: &Observed,
+    old_needs_rejoin: bool,
+) -> (Inventory, Vec<String>) {
     let mut d = inv.clone();
     let mut notes = Vec::new();
     let old = inv.primary().map(|p| p.name.clone()).unwrap_or_default();
@@ -87,7 +100,12 @@ pub fn promote_in_inventory(inv: &Inventory, new: &str, obs: &Observed, old_need
         // then a running direct standby. (The caught-up check is a step.)
         let pick = d
             .staying()
-            .filter(|n| n.name != new && n.name != old && !n.state.needs_rejoin && d.upstream_of(&n.name).is_some_and(|u| u.name == new))
+            .filter(|n| {
+                n.name != new
+                    && n.name != old
+                    && !n.state.needs_rejoin
+                    && d.upstream_of(&n.name).is_some_and(|u| u.name == new)
+            })
             .filter(|n| obs.get(&n.name).is_some_and(|o| o.state == RunState::Running))
             .min_by_key(|n| match n.sync_mode() {
                 SyncMode::Potential => 0,
@@ -101,7 +119,9 @@ pub fn promote_in_inventory(inv: &Inventory, new: &str, obs: &Observed, old_need
                 d.node_mut(&p).expect("exists").sync = Some(SyncMode::Sync);
                 notes.push(format!("{p} becomes synchronous in place of {new}"));
             }
-            None => notes.push(format!("no standby can replace {new} as synchronous standby: replication is asynchronous until one joins")),
+            None => notes.push(format!(
+                "no standby can replace {new} as synchronous standby: replication is asynchronous until one joins"
+            )),
         }
     }
     (d, notes)
@@ -112,26 +132,136 @@ pub fn promote_in_inventory(inv: &Inventory, new: &str, obs: &Observed, old_need
 fn restart_as_standby(p: &mut Plan, desired: &Inventory, ctx: &Ctx, obs: &Observed, old: &NodeSpec, new: &NodeSpec) {
     let l = old.name.as_str();
     if !obs.get(&new.name).is_some_and(|o| o.slots.iter().any(|s| s.name == old.name)) {
-        p.push_in(0, l, &new.name, "slot", Action::Sql { sql: sql::create_slot(&old.name) }, format!("{} will stream from {} through its own slot", old.name, new.name));
+        p.push_in(
+            0,
+            l,
+            &new.name,
+            "slot",
+            Action::Sql { sql: sql::create_slot(&old.name) },
+            format!("{} will stream from {} through its own slot", old.name, new.name),
+        );
     }
-    p.push_in(0, l, l, "passfile", Action::WritePassfile { path: conf::passfile(old), user: desired.postgres.replication_user.clone() }, "its WAL receiver reads the replication password here");
-    p.push_in(0, l, l, "conf", Action::WriteFile { path: old.data_dir.join("postgresql.auto.conf"), mode: 0o600, contents: conf::auto_conf(desired, old) }, format!("a standby of {}", new.name));
-    p.push_in(0, l, l, "standby-signal", Action::WriteFile { path: old.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() }, "start as a standby: never as a primary again");
-    p.push_in(0, l, l, "hba", Action::WriteFile { path: old.data_dir.join("pg_hba.conf"), mode: 0o600, contents: crate::hba::render(desired, &ctx.os_user, &ctx.peers) }, "pg_hba from the inventory");
-    p.push_in(0, l, l, "start", Action::Start { data_dir: old.data_dir.clone(), argv: argv::pg_ctl_start(&ctx.bin_dir, &old.data_dir, &old.socket_dir(), ctx.wait_secs) }, "start as a standby");
-    p.push_in(0, l, &new.name, "wait-streaming", Action::WaitStreaming { standby: old.name.clone(), timeout_secs: 120 }, format!("{} streams from {}", old.name, new.name));
+    p.push_in(
+        0,
+        l,
+        l,
+        "passfile",
+        Action::WritePassfile { path: conf::passfile(old), user: desired.postgres.replication_user.clone() },
+        "its WAL receiver reads the replication password here",
+    );
+    p.push_in(
+        0,
+        l,
+        l,
+        "conf",
+        Action::WriteFile {
+            path: old.data_dir.join("postgresql.auto.conf"),
+            mode: 0o600,
+            contents: conf::auto_conf(desired, old),
+        },
+        format!("a standby of {}", new.name),
+    );
+    p.push_in(
+        0,
+        l,
+        l,
+        "standby-signal",
+        Action::WriteFile { path: old.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() },
+        "start as a standby: never as a primary again",
+    );
+    p.push_in(
+        0,
+        l,
+        l,
+        "hba",
+        Action::WriteFile {
+            path: old.data_dir.join("pg_hba.conf"),
+            mode: 0o600,
+            contents: crate::hba::render(desired, &ctx.os_user, &ctx.peers),
+        },
+        "pg_hba from the inventory",
+    );
+    p.push_in(
+        0,
+        l,
+        l,
+        "start",
+        Action::Start {
+            data_dir: old.data_dir.clone(),
+            argv: argv::pg_ctl_start(&ctx.bin_dir, &old.data_dir, &old.socket_dir(), ctx.wait_secs),
+        },
+        "start as a standby",
+    );
+    p.push_in(
+        0,
+        l,
+        &new.name,
+        "wait-streaming",
+        Action::WaitStreaming { standby: old.name.clone(), timeout_secs: 120 },
+        format!("{} streams from {}", old.name, new.name),
+    );
+}
+
+/// Slots a former primary kept for its standbys pin WAL on it once it is a
+/// standby: drop all but those of its own downstreams. Not known by name
+/// when it was down at planning time, so the statement finds them itself.
+fn drop_foreign_slots(p: &mut Plan, desired: &Inventory, n: &NodeSpec, obs: &Observed) {
+    let keep: Vec<String> = desired.downstreams_of(&n.name).iter().map(|d| d.name.clone()).collect();
+    let seen = obs.get(&n.name).map(|o| o.slots.iter().filter(|s| !keep.contains(&s.name)).count());
+    if seen == Some(0)
+        && obs.get(&n.name).is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Standby)
+    {
+        return;
+    }
+    p.push_in(
+        0,
+        "",
+        &n.name,
+        "drop-old-slots",
+        Action::Sql { sql: sql::drop_slots_except(&keep) },
+        format!("slots {} kept as a primary would pin WAL on it now", n.name),
+    );
 }
 
 /// Lower the retry interval and reload before promoting: a promote asked
 /// just as the WAL receiver's connection drops otherwise waits out
 /// wal_retrieve_retry_interval (5 s by default); the reload also wakes the
 /// startup process from that wait.
+fn fast_retry(p: &mut Plan, new: &NodeSpec) {
+    let n = new.name.as_str();
+    if p.steps.iter().any(|s| s.id == format!("{n}:fast-retry")) {
+        return;
+    }
+    p.push_in(
+        0,
+        n,
+        n,
+        "fast-retry",
+        Action::Sql { sql: sql::alter_system_set("wal_retrieve_retry_interval", "50ms") },
+        "promotion must not wait out wal_retrieve_retry_interval",
+    );
+    p.push_in(0, n, n, "fast-retry-reload", Action::Reload, "wakes the startup process from its retry wait");
+}
+
 fn promote_steps(p: &mut Plan, new: &NodeSpec, opts: &HaOpts) {
     let n = new.name.as_str();
-    p.push_in(0, n, n, "fast-retry", Action::Sql { sql: sql::alter_system_set("wal_retrieve_retry_interval", "50ms") }, "promotion must not wait out wal_retrieve_retry_interval");
-    p.push_in(0, n, n, "fast-retry-reload", Action::Reload, "wakes the startup process from its retry wait");
-    p.push_in(0, n, n, "promote", Action::Promote { timeout_secs: opts.promote_secs }, format!("{n} becomes the primary"));
-    p.push_in(0, n, n, "retry-reset", Action::Sql { sql: sql::alter_system_reset("wal_retrieve_retry_interval") }, "back to the default");
+    fast_retry(p, new);
+    p.push_in(
+        0,
+        n,
+        n,
+        "promote",
+        Action::Promote { timeout_secs: opts.promote_secs },
+        format!("{n} becomes the primary"),
+    );
+    p.push_in(
+        0,
+        n,
+        n,
+        "retry-reset",
+        Action::Sql { sql: sql::alter_system_reset("wal_retrieve_retry_interval") },
+        "back to the default",
+    );
     p.push_in(0, n, n, "retry-reset-reload", Action::Reload, "apply it");
 }
 
@@ -144,9 +274,19 @@ fn sync_after_promotion(p: &mut Plan, desired: &Inventory, new: &str, obs: &Obse
         return;
     }
     for r in desired.staying().filter(|n| n.sync == Some(SyncMode::Sync) && n.name != new) {
-        let waited = p.steps.iter().any(|s| s.node == new && matches!(&s.action, Action::WaitStreaming { standby, .. } if *standby == r.name));
+        let waited = p
+            .steps
+            .iter()
+            .any(|s| s.node == new && matches!(&s.action, Action::WaitStreaming { standby, .. } if *standby == r.name));
         if !waited {
-            p.push_in(0, "", new, &format!("catch-up-{}", r.name), Action::WaitStreaming { standby: r.name.clone(), timeout_secs: catchup }, format!("{} must stream from {new} and catch up before it counts", r.name));
+            p.push_in(
+                0,
+                "",
+                new,
+                &format!("catch-up-{}", r.name),
+                Action::WaitStreaming { standby: r.name.clone(), timeout_secs: catchup },
+                format!("{} must stream from {new} and catch up before it counts", r.name),
+            );
         }
     }
     sync_steps(p, 0, desired, obs, "the cluster keeps the synchronous standbys it asked for");
@@ -154,7 +294,13 @@ fn sync_after_promotion(p: &mut Plan, desired: &Inventory, new: &str, obs: &Obse
 
 /// Planned role change. `stored`: the inventory before; `desired`: after
 /// `promote_in_inventory`.
-pub fn plan_switchover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed, opts: &HaOpts) -> Result<Plan, String> {
+pub fn plan_switchover(
+    old: &str,
+    desired: &Inventory,
+    ctx: &Ctx,
+    obs: &Observed,
+    opts: &HaOpts,
+) -> Result<Plan, String> {
     let mut p = Plan::new(&desired.name, "switchover");
     let new = desired.primary().ok_or("no target")?.clone();
     let old = desired.node(old).ok_or("the old primary is not in the inventory")?.clone();
@@ -166,16 +312,26 @@ pub fn plan_switchover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed
     let old_is_primary = o_old.is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Primary);
     let new_is_primary = o_new.state == RunState::Running && o_new.role == ObservedRole::Primary;
     if old_is_primary && new_is_primary {
-        return Err(format!("both {} and {} answer as primary: stop one of them yourself, then run `pgscale rejoin`", old.name, new.name));
+        return Err(format!(
+            "both {} and {} answer as primary: stop one of them yourself, then run `pgscale rejoin`",
+            old.name, new.name
+        ));
     }
     if !new_is_primary {
         if o_new.state != RunState::Running || o_new.role != ObservedRole::Standby {
-            return Err(format!("{} is not a running standby ({}): it cannot take over", new.name, o_new.state.as_str()));
+            return Err(format!(
+                "{} is not a running standby ({}): it cannot take over",
+                new.name,
+                o_new.state.as_str()
+            ));
         }
         if old_is_primary {
             let row = o_old.and_then(|o| o.downstreams.iter().find(|d| d.application_name == new.name));
             let Some(row) = row.filter(|r| r.state == "streaming") else {
-                return Err(format!("{} is not streaming from {}: a switchover to it could lose data; see `pgscale status -n {}`", new.name, old.name, desired.name));
+                return Err(format!(
+                    "{} is not streaming from {}: a switchover to it could lose data; see `pgscale status -n {}`",
+                    new.name, old.name, desired.name
+                ));
             };
             let head = o_old.and_then(|o| o.lsn).map(u64::from).unwrap_or(0);
             let lag = head.saturating_sub(row.flush_lsn.map(u64::from).unwrap_or(0));
@@ -189,18 +345,37 @@ pub fn plan_switchover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed
             return Err(format!("{} does not answer: use `pgscale failover`", old.name));
         }
     }
-    p.push_in(0, "", "", "record", Action::SaveInventory { phase: Phase::Ready }, format!("record the intent: {} becomes primary, {} a standby", new.name, old.name));
+    p.push_in(
+        0,
+        "",
+        "",
+        "record",
+        Action::SaveInventory { phase: Phase::Ready },
+        format!("record the intent: {} becomes primary, {} a standby", new.name, old.name),
+    );
     if !new_is_primary {
         let o = old.name.as_str();
+        fast_retry(&mut p, &new);
         if old_is_primary {
-            p.push_in(0, o, o, "checkpoint", Action::Sql { sql: sql::CHECKPOINT.into() }, "a checkpoint now keeps the shutdown checkpoint short");
+            p.push_in(
+                0,
+                o,
+                o,
+                "checkpoint",
+                Action::Sql { sql: sql::CHECKPOINT.into() },
+                "a checkpoint now keeps the shutdown checkpoint short",
+            );
         }
         p.push_in(
             0,
             o,
             o,
             "stop",
-            Action::Stop { data_dir: old.data_dir.clone(), argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "fast", opts.stop_secs), deadline_secs: opts.stop_secs + 2 },
+            Action::Stop {
+                data_dir: old.data_dir.clone(),
+                argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "fast", opts.stop_secs),
+                deadline_secs: opts.stop_secs + 2,
+            },
             "a clean stop: its last WAL, the shutdown checkpoint, reaches the standbys",
         );
         p.push_in(
@@ -208,8 +383,15 @@ pub fn plan_switchover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed
             o,
             o,
             "wait-replay",
-            Action::WaitReplay { argv: argv::pg_controldata(&ctx.bin_dir, &old.data_dir), standby: new.name.clone(), timeout_secs: opts.catchup_secs },
-            format!("{} must have replayed everything {} wrote: then nothing committed is lost and {} needs no rewind", new.name, old.name, old.name),
+            Action::WaitReplay {
+                argv: argv::pg_controldata(&ctx.bin_dir, &old.data_dir),
+                standby: new.name.clone(),
+                timeout_secs: opts.catchup_secs,
+            },
+            format!(
+                "{} must have replayed everything {} wrote: then nothing committed is lost and {} needs no rewind",
+                new.name, old.name, old.name
+            ),
         );
         promote_steps(&mut p, &new, opts);
     }
@@ -219,12 +401,7 @@ pub fn plan_switchover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed
     }
     repoint_steps(&mut p, 0, desired, obs, opts.catchup_secs);
     sync_after_promotion(&mut p, desired, &new.name, obs, opts.catchup_secs);
-    if let Some(oo) = o_old {
-        // Slots the old primary kept for its standbys pin WAL on it now.
-        for s in oo.slots.iter().filter(|s| desired.downstreams_of(&old.name).iter().all(|d| d.name != s.name)) {
-            p.push_in(0, "", &old.name, &format!("drop-old-slot-{}", s.name), Action::Sql { sql: sql::drop_slot(&s.name) }, format!("{} streams from {} now: this slot on {} would pin WAL", s.name, new.name, old.name));
-        }
-    }
+    drop_foreign_slots(&mut p, desired, &old, obs);
     p.push_in(0, "", "", "done", Action::ClearIntent, "the switchover is complete");
     Ok(p)
 }
@@ -239,29 +416,59 @@ pub fn plan_failover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed, 
     if !new_is_primary && (o_new.state != RunState::Running || o_new.role != ObservedRole::Standby) {
         return Err(format!("{} is not a running standby: it cannot take over", new.name));
     }
-    p.push_in(0, "", "", "record", Action::SaveInventory { phase: Phase::Ready }, format!("record the intent: {} becomes primary; {} needs a rejoin and is never started as a primary again", new.name, old.name));
+    p.push_in(
+        0,
+        "",
+        "",
+        "record",
+        Action::SaveInventory { phase: Phase::Ready },
+        format!(
+            "record the intent: {} becomes primary; {} needs a rejoin and is never started as a primary again",
+            new.name, old.name
+        ),
+    );
     // Make sure the old primary cannot take writes: stop it where its host
     // answers (immediate: it is being replaced, not preserved).
     match obs.get(&old.name).map(|o| o.state) {
         Some(RunState::Running) => {
-            p.push_in(0, &old.name, &old.name, "stop", Action::Stop {
-                data_dir: old.data_dir.clone(),
-                argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "immediate", opts.stop_secs),
-                deadline_secs: opts.stop_secs + 2,
-            }, "the old primary still runs: it must not take writes once another node is primary");
+            p.push_in(
+                0,
+                &old.name,
+                &old.name,
+                "stop",
+                Action::Stop {
+                    data_dir: old.data_dir.clone(),
+                    argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "immediate", opts.stop_secs),
+                    deadline_secs: opts.stop_secs + 2,
+                },
+                "the old primary still runs: it must not take writes once another node is primary",
+            );
         }
-        Some(RunState::Stopped) => {
-            p.push_in(0, &old.name, &old.name, "stop", Action::Stop {
-                data_dir: old.data_dir.clone(),
-                argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "immediate", opts.stop_secs),
-                deadline_secs: opts.stop_secs + 2,
-            }, "make sure it is not starting up");
-            p.best_effort();
-        }
-        _ => p.notes.push(format!("{} does not answer: it cannot be stopped from here; it is marked as needing a rejoin", old.name)),
+        Some(RunState::Stopped) => {}
+        _ => p.notes.push(format!(
+            "{} does not answer: it cannot be stopped from here; it is marked as needing a rejoin",
+            old.name
+        )),
     }
     if !new_is_primary {
         promote_steps(&mut p, &new, opts);
+    }
+    // Refusing connections, it takes no writes now; stop whatever may be
+    // starting up there, after the promotion so it costs no downtime.
+    if obs.get(&old.name).map(|o| o.state) == Some(RunState::Stopped) {
+        p.push_in(
+            0,
+            &old.name,
+            &old.name,
+            "stop",
+            Action::Stop {
+                data_dir: old.data_dir.clone(),
+                argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "immediate", opts.stop_secs),
+                deadline_secs: opts.stop_secs + 2,
+            },
+            "make sure it is not starting up",
+        );
+        p.best_effort();
     }
     repoint_steps(&mut p, 0, desired, obs, opts.catchup_secs);
     sync_after_promotion(&mut p, desired, &new.name, obs, opts.catchup_secs);
@@ -279,7 +486,15 @@ pub struct RejoinFacts {
 /// Bring a former primary (or any diverged node) back as a standby of the
 /// primary: stop, pg_rewind (or a fresh copy with `reclone`), config, slot,
 /// start, wait until it streams.
-pub fn plan_rejoin(desired: &Inventory, node: &str, ctx: &Ctx, obs: &Observed, f: &RejoinFacts, reclone: bool, opts: &HaOpts) -> Result<Plan, String> {
+pub fn plan_rejoin(
+    desired: &Inventory,
+    node: &str,
+    ctx: &Ctx,
+    obs: &Observed,
+    f: &RejoinFacts,
+    reclone: bool,
+    opts: &HaOpts,
+) -> Result<Plan, String> {
     let mut p = Plan::new(&desired.name, "rejoin");
     let n = desired.node(node).ok_or_else(|| format!("`{node}` is not a node of the cluster"))?.clone();
     let primary = desired.primary().ok_or("no primary")?.clone();
@@ -291,32 +506,139 @@ pub fn plan_rejoin(desired: &Inventory, node: &str, ctx: &Ctx, obs: &Observed, f
         return Err(format!("{} (the node {node} will stream from) is not running", up.name));
     }
     let l = n.name.as_str();
-    p.push_in(0, l, l, "stop", Action::Stop { data_dir: n.data_dir.clone(), argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", opts.stop_secs), deadline_secs: opts.stop_secs + 2 }, "it must be stopped to be rewound or copied");
-    p.push_in(0, l, l, "passfile", Action::WritePassfile { path: conf::passfile(&n), user: desired.postgres.replication_user.clone() }, "pg_rewind/pg_basebackup and the WAL receiver read the password here");
+    p.push_in(
+        0,
+        l,
+        l,
+        "stop",
+        Action::Stop {
+            data_dir: n.data_dir.clone(),
+            argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", opts.stop_secs),
+            deadline_secs: opts.stop_secs + 2,
+        },
+        "it must be stopped to be rewound or copied",
+    );
+    p.push_in(
+        0,
+        l,
+        l,
+        "passfile",
+        Action::WritePassfile { path: conf::passfile(&n), user: desired.postgres.replication_user.clone() },
+        "pg_rewind/pg_basebackup and the WAL receiver read the password here",
+    );
     if !obs.get(&up.name).is_some_and(|o| o.slots.iter().any(|s| s.name == n.name)) {
-        p.push_in(0, l, &up.name, "slot", Action::Sql { sql: sql::create_slot(&n.name) }, format!("slot {} on {} before it copies or streams", n.name, up.name));
+        p.push_in(
+            0,
+            l,
+            &up.name,
+            "slot",
+            Action::Sql { sql: sql::create_slot(&n.name) },
+            format!("slot {} on {} before it copies or streams", n.name, up.name),
+        );
     }
     if reclone || !f.initialized {
-        p.push_in(0, l, l, "empty", Action::EmptyDir { path: n.data_dir.clone() }, "--reclone: start from an empty data directory");
-        p.push_in(0, l, l, "basebackup", Action::BaseBackup {
-            data_dir: n.data_dir.clone(),
-            passfile: conf::passfile(&n),
-            argv: argv::pg_basebackup(&ctx.bin_dir, &n.data_dir, &up.host, up.port, &desired.postgres.replication_user, &n.name),
-        }, format!("a fresh copy of {}", up.name));
+        p.push_in(
+            0,
+            l,
+            l,
+            "empty",
+            Action::EmptyDir { path: n.data_dir.clone() },
+            "--reclone: start from an empty data directory",
+        );
+        p.push_in(
+            0,
+            l,
+            l,
+            "basebackup",
+            Action::BaseBackup {
+                data_dir: n.data_dir.clone(),
+                passfile: conf::passfile(&n),
+                argv: argv::pg_basebackup(
+                    &ctx.bin_dir,
+                    &n.data_dir,
+                    &up.host,
+                    up.port,
+                    &desired.postgres.replication_user,
+                    &n.name,
+                ),
+            },
+            format!("a fresh copy of {}", up.name),
+        );
     } else {
-        p.push_in(0, l, &primary.name, "grant-rewind", Action::Sql { sql: sql::grant_rewind(&desired.postgres.replication_user) }, "pg_rewind reads the primary's files as the replication role");
-        p.push_in(0, l, l, "rewind", Action::Rewind {
-            data_dir: n.data_dir.clone(),
-            controldata: argv::pg_controldata(&ctx.bin_dir, &n.data_dir),
-            argv: argv::pg_rewind(&ctx.bin_dir, &n.data_dir, &conf::rewind_source(desired, &n, &primary)),
-        }, format!("undo what {node} wrote after the timelines diverged"));
+        p.push_in(
+            0,
+            l,
+            &primary.name,
+            "grant-rewind",
+            Action::Sql { sql: sql::grant_rewind(&desired.postgres.replication_user) },
+            "pg_rewind reads the primary's files as the replication role",
+        );
+        p.push_in(
+            0,
+            l,
+            l,
+            "rewind",
+            Action::Rewind {
+                data_dir: n.data_dir.clone(),
+                controldata: argv::pg_controldata(&ctx.bin_dir, &n.data_dir),
+                argv: argv::pg_rewind(&ctx.bin_dir, &n.data_dir, &conf::rewind_source(desired, &n, &primary)),
+            },
+            format!("undo what {node} wrote after the timelines diverged"),
+        );
     }
-    p.push_in(0, l, l, "conf", Action::WriteFile { path: n.data_dir.join("postgresql.auto.conf"), mode: 0o600, contents: conf::auto_conf(desired, &n) }, format!("a standby of {}", up.name));
-    p.push_in(0, l, l, "standby-signal", Action::WriteFile { path: n.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() }, "start as a standby");
-    p.push_in(0, l, l, "hba", Action::WriteFile { path: n.data_dir.join("pg_hba.conf"), mode: 0o600, contents: crate::hba::render(desired, &ctx.os_user, &ctx.peers) }, "pg_hba from the inventory");
-    p.push_in(0, l, l, "start", Action::Start { data_dir: n.data_dir.clone(), argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs) }, "start as a standby");
-    p.push_in(0, l, &up.name, "wait-streaming", Action::WaitStreaming { standby: n.name.clone(), timeout_secs: opts.catchup_secs }, format!("{node} streams from {} and has caught up", up.name));
+    p.push_in(
+        0,
+        l,
+        l,
+        "conf",
+        Action::WriteFile {
+            path: n.data_dir.join("postgresql.auto.conf"),
+            mode: 0o600,
+            contents: conf::auto_conf(desired, &n),
+        },
+        format!("a standby of {}", up.name),
+    );
+    p.push_in(
+        0,
+        l,
+        l,
+        "standby-signal",
+        Action::WriteFile { path: n.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() },
+        "start as a standby",
+    );
+    p.push_in(
+        0,
+        l,
+        l,
+        "hba",
+        Action::WriteFile {
+            path: n.data_dir.join("pg_hba.conf"),
+            mode: 0o600,
+            contents: crate::hba::render(desired, &ctx.os_user, &ctx.peers),
+        },
+        "pg_hba from the inventory",
+    );
+    p.push_in(
+        0,
+        l,
+        l,
+        "start",
+        Action::Start {
+            data_dir: n.data_dir.clone(),
+            argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs),
+        },
+        "start as a standby",
+    );
+    p.push_in(
+        0,
+        l,
+        &up.name,
+        "wait-streaming",
+        Action::WaitStreaming { standby: n.name.clone(), timeout_secs: opts.catchup_secs },
+        format!("{node} streams from {} and has caught up", up.name),
+    );
     sync_steps(&mut p, 0, desired, obs, "the inventory's sync standbys");
+    drop_foreign_slots(&mut p, desired, &n, &Observed::default());
     p.push_in(0, "", "", "rejoined", Action::MarkRejoined { node: n.name.clone() }, "it is a standby again");
     p.push_in(0, "", "", "done", Action::SaveInventory { phase: Phase::Ready }, "the inventory matches the cluster");
     Ok(p)

@@ -34,7 +34,14 @@ pub(crate) fn running(obs: &Observed, n: &str) -> bool {
 
 /// pg_hba on every running member that is not joining, when it differs
 /// from the inventory's (new peers added, leaving peers removed).
-pub(crate) fn hba_steps(p: &mut Plan, wave: u32, inv: &Inventory, ctx: &Ctx, obs: &Observed, hba: &BTreeMap<String, String>) {
+pub(crate) fn hba_steps(
+    p: &mut Plan,
+    wave: u32,
+    inv: &Inventory,
+    ctx: &Ctx,
+    obs: &Observed,
+    hba: &BTreeMap<String, String>,
+) {
     let want = hba::render(inv, &ctx.os_user, &ctx.peers);
     for n in inv.staying().filter(|n| !n.state.joining) {
         if !running(obs, &n.name) {
@@ -334,19 +341,50 @@ pub(crate) fn repoint_steps(p: &mut Plan, wave: u32, desired: &Inventory, obs: &
         let streams_from_u = o.upstream_host.as_deref() == Some(u.host.as_str()) && o.upstream_port == Some(u.port);
         if streams_from_u || o.state != RunState::Running || o.role != ObservedRole::Standby {
             if o.state != RunState::Running {
-                p.notes.push(format!("{} is not running: it is not re-pointed now; it will stream from {} when it starts", d.name, u.name));
+                p.notes.push(format!(
+                    "{} is not running: it is not re-pointed now; it will stream from {} when it starts",
+                    d.name, u.name
+                ));
             }
             continue;
         }
         let l = d.name.as_str();
         let has_slot = obs.get(&u.name).is_some_and(|uo| uo.slots.iter().any(|s| s.name == d.name));
         if !has_slot {
-            p.push_in(wave, l, &u.name, "slot", Action::Sql { sql: sql::create_slot(&d.name) }, format!("slot {} on its new upstream {} first", d.name, u.name));
+            p.push_in(
+                wave,
+                l,
+                &u.name,
+                "slot",
+                Action::Sql { sql: sql::create_slot(&d.name) },
+                format!("slot {} on its new upstream {} first", d.name, u.name),
+            );
         }
-        p.push_in(wave, l, l, "conninfo", Action::Sql { sql: sql::alter_system_set("primary_conninfo", &conf::primary_conninfo(desired, d, u)) }, format!("stream from {} instead", u.name));
-        p.push_in(wave, l, l, "slot-name", Action::Sql { sql: sql::alter_system_set("primary_slot_name", &d.name) }, "through its own slot there");
+        p.push_in(
+            wave,
+            l,
+            l,
+            "conninfo",
+            Action::Sql { sql: sql::alter_system_set("primary_conninfo", &conf::primary_conninfo(desired, d, u)) },
+            format!("stream from {} instead", u.name),
+        );
+        p.push_in(
+            wave,
+            l,
+            l,
+            "slot-name",
+            Action::Sql { sql: sql::alter_system_set("primary_slot_name", &d.name) },
+            "through its own slot there",
+        );
         p.push_in(wave, l, l, "reload", Action::Reload, "the WAL receiver reconnects to the new upstream");
-        p.push_in(wave, l, &u.name, "wait-streaming", Action::WaitStreaming { standby: d.name.clone(), timeout_secs: catchup_secs }, format!("{} streams from {}", d.name, u.name));
+        p.push_in(
+            wave,
+            l,
+            &u.name,
+            "wait-streaming",
+            Action::WaitStreaming { standby: d.name.clone(), timeout_secs: catchup_secs },
+            format!("{} streams from {}", d.name, u.name),
+        );
     }
 }
 

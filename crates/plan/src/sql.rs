@@ -74,6 +74,29 @@ pub fn grant_rewind(role: &str) -> String {
     )
 }
 
+/// Drop every physical slot but `keep` (a node that stopped being a
+/// primary keeps the slots of its former standbys, which pin WAL). Each
+/// slot's walsender is ended first; the wait is bounded (5 s per slot).
+pub fn drop_slots_except(keep: &[String]) -> String {
+    // `x NOT IN (NULL)` is never true: with nothing to keep, no condition.
+    let cond = if keep.is_empty() {
+        "true".to_string()
+    } else {
+        format!("slot_name NOT IN ({})", keep.iter().map(|k| literal(k)).collect::<Vec<_>>().join(", "))
+    };
+    format!(
+        "DO $pgscale$ DECLARE s text; pid int; BEGIN \
+         FOR s IN SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical' AND {cond} LOOP \
+         FOR i IN 1..100 LOOP \
+         SELECT active_pid INTO pid FROM pg_replication_slots WHERE slot_name = s; \
+         EXIT WHEN pid IS NULL; \
+         PERFORM pg_terminate_backend(pid); PERFORM pg_sleep(0.05); \
+         END LOOP; \
+         PERFORM pg_drop_replication_slot(s); \
+         END LOOP; END $pgscale$"
+    )
+}
+
 pub const RELOAD: &str = "SELECT pg_reload_conf()";
 
 /// Errors the server finds in pg_hba.conf as it is now on disk.
@@ -98,6 +121,14 @@ mod tests {
         assert!(create_slot("pg2").contains("WHERE NOT EXISTS"));
         let d = drop_slot("pg2");
         assert!(d.contains("IF EXISTS") && d.contains("pg_terminate_backend") && d.contains("1..100"));
+    }
+
+    #[test]
+    fn drop_slots_except_keeps_the_named_ones() {
+        let s = drop_slots_except(&["pg3".into()]);
+        assert!(s.contains("NOT IN ('pg3')"));
+        let all = drop_slots_except(&[]);
+        assert!(all.contains("AND true LOOP") && !all.contains("NOT IN"), "{all}");
     }
 
     #[test]

@@ -90,17 +90,29 @@ pub enum Action {
     },
     /// Promote the step's node (`pg_promote`, waiting up to `timeout_secs`).
     /// Guard: not in recovery → already a primary.
-    Promote { timeout_secs: u64 },
+    Promote {
+        timeout_secs: u64,
+    },
     /// Read the stopped old primary's shutdown checkpoint (`argv` is its
     /// pg_controldata) and wait until `standby` has replayed past it.
-    WaitReplay { argv: Vec<String>, standby: String, timeout_secs: u64 },
+    WaitReplay {
+        argv: Vec<String>,
+        standby: String,
+        timeout_secs: u64,
+    },
     /// pg_rewind the step's node from the primary. Guard: pg_controldata
     /// says "in archive recovery" (rewound, not started yet) → skip.
-    Rewind { data_dir: PathBuf, controldata: Vec<String>, argv: Vec<String> },
+    Rewind {
+        data_dir: PathBuf,
+        controldata: Vec<String>,
+        argv: Vec<String>,
+    },
     /// The role change is complete: forget `previous_primary`.
     ClearIntent,
     /// Clear `needs_rejoin` for a node in the inventory.
-    MarkRejoined { node: String },
+    MarkRejoined {
+        node: String,
+    },
     /// Record in the inventory that a joining node is now a member.
     MarkMember {
         node: String,

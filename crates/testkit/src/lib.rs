@@ -269,3 +269,34 @@ impl Sshd {
         )
     }
 }
+
+/// Run a server binary (pg_ctl, psql…) as the cluster's OS user, from `/`.
+pub fn as_os_user(argv: &[&str]) -> std::process::Output {
+    let mut c = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).args(argv);
+        c
+    } else {
+        let mut c = Command::new(argv[0]);
+        c.args(&argv[1..]);
+        c
+    };
+    c.current_dir("/").output().unwrap_or_else(|e| panic!("run {argv:?}: {e}"))
+}
+
+/// The server binaries' directory (newest installed version).
+pub fn bin_dir() -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.flatten().map(|e| e.path().join("bin")).filter(|p| p.join("pg_ctl").exists()).collect())
+        .unwrap_or_default();
+    v.sort_by_key(|p| {
+        p.parent().and_then(|x| x.file_name()).and_then(|x| x.to_str()).and_then(|x| x.parse::<u32>().ok())
+    });
+    v.pop().expect("PostgreSQL server binaries under /usr/lib/postgresql")
+}
+
+/// The admin password pgscale generated for a cluster (from its 0600 file).
+pub fn admin_password(home: &Path, cluster: &str) -> String {
+    let text = std::fs::read_to_string(home.join(cluster).join("pgpass")).expect("secret file");
+    text.lines().find(|l| l.contains(":postgres:")).and_then(|l| l.rsplit(':').next()).expect("admin line").to_string()
+}

@@ -19,7 +19,23 @@ fn opts(timeout: Duration) -> HaOpts {
     HaOpts { max_lag_bytes: 16 << 20, catchup_secs: 120, promote_secs: 30, stop_secs: timeout.as_secs().max(1) }
 }
 
-async fn run_plan(home: &Home, cl: &Cluster, desired: Inventory, plan: Plan, fmt: OutputFormat, dry_run: bool, yes: bool, question: &str, timeout: Duration, argv: &[String]) -> anyhow::Result<u8> {
+struct Ask<'a> {
+    fmt: OutputFormat,
+    dry_run: bool,
+    yes: bool,
+    question: &'a str,
+    timeout: Duration,
+}
+
+async fn run_plan(
+    home: &Home,
+    cl: &Cluster,
+    desired: Inventory,
+    plan: Plan,
+    ask: Ask<'_>,
+    argv: &[String],
+) -> anyhow::Result<u8> {
+    let Ask { fmt, dry_run, yes, question, timeout } = ask;
     if dry_run {
         print_plan(&plan, fmt);
         return Ok(0);
@@ -35,7 +51,11 @@ async fn run_plan(home: &Home, cl: &Cluster, desired: Inventory, plan: Plan, fmt
     for n in &plan.notes {
         eprintln!("note: {n}");
     }
-    finish(&report, &format!("{} of cluster {}", plan.operation, desired.name), &format!("pgscale resume -n {}", desired.name))?;
+    finish(
+        &report,
+        &format!("{} of cluster {}", plan.operation, desired.name),
+        &format!("pgscale resume -n {}", desired.name),
+    )?;
     eprintln!("next: pgscale status -n {} ; pgscale check -n {}", desired.name, desired.name);
     Ok(0)
 }
@@ -72,7 +92,15 @@ pub async fn switchover(home: &Home, fmt: OutputFormat, a: SwitchoverArgs, argv:
     let mut plan = plan::ha::plan_switchover(&old, &desired, &cl.ctx(WAIT), &obs, &o).map_err(refused)?;
     plan.notes.splice(0..0, notes);
     let q = format!("Switch over {}: {} becomes primary, {old} a standby.", a.name, a.to);
-    run_plan(home, &cl, desired, plan, fmt, a.dry_run, a.yes, &q, a.timeout, argv).await
+    run_plan(
+        home,
+        &cl,
+        desired,
+        plan,
+        Ask { fmt, dry_run: a.dry_run, yes: a.yes, question: &q, timeout: a.timeout },
+        argv,
+    )
+    .await
 }
 
 pub async fn failover(home: &Home, fmt: OutputFormat, a: FailoverArgs, argv: &[String]) -> anyhow::Result<u8> {
@@ -93,9 +121,15 @@ pub async fn failover(home: &Home, fmt: OutputFormat, a: FailoverArgs, argv: &[S
     let candidates = plan::ha::rank_candidates(&stored, &obs, &old);
     let target = match &a.to {
         Some(t) if resumed && stored.is_primary(t) => t.clone(),
-        Some(t) => candidates.iter().find(|c| &c.name == t).map(|c| c.name.clone()).ok_or_else(|| refused(format!("{t} is not a running standby that could be promoted")))?,
+        Some(t) => candidates
+            .iter()
+            .find(|c| &c.name == t)
+            .map(|c| c.name.clone())
+            .ok_or_else(|| refused(format!("{t} is not a running standby that could be promoted")))?,
         None if resumed => stored.primary().map(|p| p.name.clone()).unwrap_or_default(),
-        None => candidates.first().map(|c| c.name.clone()).ok_or_else(|| refused("no running standby can be promoted"))?,
+        None => {
+            candidates.first().map(|c| c.name.clone()).ok_or_else(|| refused("no running standby can be promoted"))?
+        }
     };
     let mut notes = Vec::new();
     if !resumed {
@@ -117,18 +151,30 @@ pub async fn failover(home: &Home, fmt: OutputFormat, a: FailoverArgs, argv: &[S
             notes.push(format!("candidate {}: {}", c.name, c.why));
         }
     }
-    let (mut desired, n2) = if resumed { (stored.clone(), vec![]) } else { plan::ha::promote_in_inventory(&stored, &target, &obs, true) };
+    let (mut desired, n2) =
+        if resumed { (stored.clone(), vec![]) } else { plan::ha::promote_in_inventory(&stored, &target, &obs, true) };
     notes.extend(n2);
     desired.state.previous_primary = Some(old.clone());
     let mut plan = plan::ha::plan_failover(&old, &desired, &cl.ctx(WAIT), &obs, &opts(a.timeout)).map_err(refused)?;
     plan.notes.splice(0..0, notes);
     let q = format!("Fail over {}: promote {target}; {old} will need a rejoin.", a.name);
-    run_plan(home, &cl, desired, plan, fmt, a.dry_run, a.yes, &q, a.timeout, argv).await
+    run_plan(
+        home,
+        &cl,
+        desired,
+        plan,
+        Ask { fmt, dry_run: a.dry_run, yes: a.yes, question: &q, timeout: a.timeout },
+        argv,
+    )
+    .await
 }
 
 pub async fn rejoin(home: &Home, fmt: OutputFormat, a: RejoinArgs, argv: &[String]) -> anyhow::Result<u8> {
     let stored = home.load(&a.name)?;
-    let n = stored.node(&a.node).ok_or_else(|| invalid(format!("`{}` is not a node of cluster {}", a.node, a.name)))?.clone();
+    let n = stored
+        .node(&a.node)
+        .ok_or_else(|| invalid(format!("`{}` is not a node of cluster {}", a.node, a.name)))?
+        .clone();
     if stored.is_primary(&a.node) {
         return Err(invalid(format!("{} is the primary; rejoin brings a standby back", a.node)));
     }
@@ -138,8 +184,24 @@ pub async fn rejoin(home: &Home, fmt: OutputFormat, a: RejoinArgs, argv: &[Strin
     let obs = pg::probe_all(&cl.targets(), a.timeout).await;
     let h = cl.hosts[&n.name].clone().map_err(|e| crate::fail::failed(format!("reach {}: {e}", n.name)))?;
     let f = host_facts(&h, &n, &cl.bin_dir, a.timeout).await?;
-    let plan = plan::ha::plan_rejoin(&stored, &a.node, &cl.ctx(WAIT), &obs, &RejoinFacts { initialized: f.initialized }, a.reclone, &opts(a.timeout))
-        .map_err(refused)?;
+    let plan = plan::ha::plan_rejoin(
+        &stored,
+        &a.node,
+        &cl.ctx(WAIT),
+        &obs,
+        &RejoinFacts { initialized: f.initialized },
+        a.reclone,
+        &opts(a.timeout),
+    )
+    .map_err(refused)?;
     let q = format!("Rejoin {} to {}: what it wrote on its own is discarded.", a.node, a.name);
-    run_plan(home, &cl, stored, plan, fmt, a.dry_run, a.yes, &q, a.timeout, argv).await
+    run_plan(
+        home,
+        &cl,
+        stored,
+        plan,
+        Ask { fmt, dry_run: a.dry_run, yes: a.yes, question: &q, timeout: a.timeout },
+        argv,
+    )
+    .await
 }

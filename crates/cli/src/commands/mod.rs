@@ -1,8 +1,8 @@
 mod apply_config;
 mod check;
-mod ha;
 mod demo;
 mod destroy;
+mod ha;
 mod hba;
 mod init;
 mod list;

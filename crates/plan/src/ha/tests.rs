@@ -33,7 +33,14 @@ fn standby(name: &str, up: &str, received: u64) -> NodeObservation {
 }
 
 fn row(name: &str, flush: u64) -> Downstream {
-    Downstream { application_name: name.into(), client_addr: None, state: "streaming".into(), sync_state: "async".into(), replay_lsn: Some(PgLsn::from(flush)), flush_lsn: Some(PgLsn::from(flush)) }
+    Downstream {
+        application_name: name.into(),
+        client_addr: None,
+        state: "streaming".into(),
+        sync_state: "async".into(),
+        replay_lsn: Some(PgLsn::from(flush)),
+        flush_lsn: Some(PgLsn::from(flush)),
+    }
 }
 
 fn observed() -> Observed {
@@ -44,7 +51,10 @@ fn observed() -> Observed {
     p.timeline = Some(1);
     p.synchronous_standby_names = Some("FIRST 1 (\"pg2\", \"pg3\")".into());
     p.downstreams = vec![row("pg2", 1000), row("pg3", 900)];
-    p.slots = vec![Slot { name: "pg2".into(), active: true, restart_lsn: None, retained_bytes: Some(0) }, Slot { name: "pg3".into(), active: true, restart_lsn: None, retained_bytes: Some(0) }];
+    p.slots = vec![
+        Slot { name: "pg2".into(), active: true, restart_lsn: None, retained_bytes: Some(0) },
+        Slot { name: "pg3".into(), active: true, restart_lsn: None, retained_bytes: Some(0) },
+    ];
     let mut o = Observed::default();
     o.nodes.insert("pg1".into(), p);
     o.nodes.insert("pg2".into(), standby("pg2", "127.0.0.1", 1000));
@@ -99,7 +109,7 @@ fn switchover_order_keeps_commits_safe() {
     // stop cleanly, wait until the target replayed the shutdown checkpoint, promote
     assert!(pos(&p, "pg1:checkpoint") < pos(&p, "pg1:stop"));
     assert!(pos(&p, "pg1:stop") < pos(&p, "pg1:wait-replay"));
-    assert!(pos(&p, "pg2:fast-retry-reload") < pos(&p, "pg2:promote"));
+    assert!(pos(&p, "pg2:fast-retry-reload") < pos(&p, "pg1:stop"), "ready before the downtime starts");
     assert!(pos(&p, "pg1:wait-replay") < pos(&p, "pg2:promote"));
     // the old primary comes back as a standby of the new one, through its slot, no rewind
     assert!(pos(&p, "pg2:promote") < pos(&p, "pg1:slot"));
@@ -107,7 +117,9 @@ fn switchover_order_keeps_commits_safe() {
     assert!(pos(&p, "pg1:standby-signal") < pos(&p, "pg1:start"));
     // pg3 re-pointed; it becomes sync only after it streams from pg2
     assert!(pos(&p, "pg3:wait-streaming") < pos(&p, "sync-names"));
-    assert!(ids(&p).contains(&"drop-old-slot-pg2") && ids(&p).contains(&"drop-old-slot-pg3"));
+    assert!(pos(&p, "pg1:start") < pos(&p, "drop-old-slots"));
+    let Action::Sql { sql } = &p.steps[pos(&p, "drop-old-slots")].action else { panic!() };
+    assert!(sql.contains("AND true LOOP"), "pg1 has no downstream left: all its slots go: {sql}");
 }
 
 #[test]
@@ -133,6 +145,7 @@ fn failover_stops_what_answers_and_never_rewinds() {
     let (d, _) = promote_in_inventory(&inv(), "pg2", &o, true);
     let p = plan_failover("pg1", &d, &ctx(), &o, &opts()).unwrap();
     assert!(p.steps[pos(&p, "pg1:stop")].best_effort);
+    assert!(pos(&p, "pg2:promote") < pos(&p, "pg1:stop"), "a refusing old primary costs no downtime");
     assert!(pos(&p, "pg2:promote") < pos(&p, "pg3:conninfo"));
     assert!(!ids(&p).iter().any(|i| i.starts_with("pg1:") && i != &"pg1:stop"), "{:?}", ids(&p));
     o.nodes.insert("pg1".into(), NodeObservation::unanswered("pg1", RunState::Unreachable, "deadline"));
