@@ -324,3 +324,54 @@ fn switchover_interrupted_after_every_step_converges() {
     assert!(i > 10);
     ok(k.cmd().args(["destroy", "-n", "si", "--yes"]).output().unwrap());
 }
+
+/// Kill pgscale after every step of a failover; `resume` (or the same
+/// command) converges; the old primary is then rejoined and becomes the
+/// next victim.
+#[test]
+fn failover_interrupted_after_every_step_converges() {
+    let k = kit();
+    cluster(&k, "fi", &[("pg2", "127.0.0.2", "    sync: sync\n")]);
+    let (mut old, mut new) = ("pg1", "pg2");
+    let mut i = 0;
+    loop {
+        kill_server(postmaster_pid(&k.path(old)).unwrap());
+        let dry = ok(k.cmd().args(["failover", "-n", "fi", "--dry-run", "--output", "json"]).output().unwrap());
+        let v: Value = serde_json::from_slice(&dry.stdout).unwrap();
+        let ids: Vec<String> =
+            v["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        if i < ids.len() {
+            let o = k.cmd().env("PGSCALE_FAILPOINT", &ids[i]).args(["failover", "-n", "fi", "--yes"]).output().unwrap();
+            assert_eq!(o.status.code(), None, "killed after {}: {}", ids[i], String::from_utf8_lossy(&o.stderr));
+            // after the last step the failover is complete: a new `failover`
+            // is (rightly) refused because the primary answers; resume is a no-op
+            let again = if i % 2 == 0 || ids[i] == "done" {
+                k.cmd().args(["resume", "-n", "fi", "--yes"]).output().unwrap()
+            } else {
+                k.cmd().args(["failover", "-n", "fi", "--yes"]).output().unwrap()
+            };
+            assert!(again.status.success(), "re-run after {}: {}", ids[i], String::from_utf8_lossy(&again.stderr));
+        } else {
+            ok(k.cmd().args(["failover", "-n", "fi", "--yes"]).output().unwrap());
+        }
+        let s = status(&k, "fi");
+        assert_eq!(s["primary"], new, "after step {i}");
+        assert_eq!(node(&s, old)["needs_rejoin"], true);
+        let r = k.cmd().args(["rejoin", "-n", "fi", "--node", old, "--yes"]).output().unwrap();
+        if !r.status.success() {
+            // pg_rewind can fail (WAL it needs recycled): it must say so and point at --reclone
+            assert_eq!(r.status.code(), Some(1));
+            assert!(String::from_utf8_lossy(&r.stderr).contains("--reclone"), "{}", String::from_utf8_lossy(&r.stderr));
+            ok(k.cmd().args(["rejoin", "-n", "fi", "--node", old, "--reclone", "--yes"]).output().unwrap());
+        }
+        let (code, out) = check(&k, "fi");
+        assert_eq!(code, 0, "after step {i}: {out}");
+        if i >= ids.len() {
+            break;
+        }
+        std::mem::swap(&mut old, &mut new);
+        i += 1;
+    }
+    assert!(i > 6, "{i} step boundaries");
+    ok(k.cmd().args(["destroy", "-n", "fi", "--yes"]).output().unwrap());
+}

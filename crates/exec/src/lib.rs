@@ -348,6 +348,19 @@ fn remember_dir(inv: &mut Inventory, node_name: &str, path: &Path, created: bool
     }
 }
 
+/// The last lines of the newest server log of a data directory, for an
+/// error message that says why the server would not start.
+async fn server_log_tail(h: &Host, data_dir: &Path, d: Duration) -> String {
+    let script = r#"f=$(ls -t "$1"/log/* 2>/dev/null | head -n 1); [ -n "$f" ] && tail -n 8 "$f""#;
+    let argv = vec!["sh".to_string(), "-c".into(), script.into(), "sh".into(), data_dir.display().to_string()];
+    match h.run(&Run::new(&argv, d)).await {
+        Ok(o) if !o.stdout.trim().is_empty() => {
+            format!("server log ({}/log):\n{}", data_dir.display(), o.stdout.trim_end())
+        }
+        _ => format!("see the server log in {}/log", data_dir.display()),
+    }
+}
+
 /// The application_name a base copy runs under, so its progress can be
 /// found on the upstream (`pg_stat_progress_basebackup`).
 pub fn copy_app_name(node: &str) -> String {
@@ -503,7 +516,9 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
                 wait_connectable(rt, &step.node, long).await?;
                 return Ok(Some("already running".into()));
             }
-            h.run_ok(&Run::new(argv, long + Duration::from_secs(5))).await?;
+            if let Err(e) = h.run_ok(&Run::new(argv, long + Duration::from_secs(5))).await {
+                return Err(ExecError::Check(format!("{e}\n{}", server_log_tail(&h, data_dir, d).await)));
+            }
             wait_connectable(rt, &step.node, long).await?;
             Ok(None)
         }

@@ -45,6 +45,9 @@ pub fn managed_settings(inv: &Inventory, node: &NodeSpec) -> Vec<(String, String
         ("hot_standby".into(), "on".into()),
         // pg_rewind needs hint bits WAL-logged (checksums do it too).
         ("wal_log_hints".into(), "on".into()),
+        // pg_rewind reads the target's own WAL back to the last common
+        // checkpoint: keep some, or a rejoin has to re-clone.
+        ("wal_keep_size".into(), "128MB".into()),
         ("password_encryption".into(), "scram-sha-256".into()),
         ("logging_collector".into(), "on".into()),
         ("log_directory".into(), "log".into()),

@@ -113,11 +113,20 @@ pub fn promote_in_inventory(
                 SyncMode::Sync => 2,
             })
             .map(|n| n.name.clone());
-        let pick = pick.or_else(|| (!old_needs_rejoin).then(|| old.clone()));
         match pick {
             Some(p) => {
                 d.node_mut(&p).expect("exists").sync = Some(SyncMode::Sync);
                 notes.push(format!("{p} becomes synchronous in place of {new}"));
+            }
+            // The old primary is the only one left: it takes the place, but
+            // counts only once it is a standby again (after `rejoin`).
+            None if inv.node(&old).is_some() => {
+                d.node_mut(&old).expect("exists").sync = Some(SyncMode::Sync);
+                notes.push(if old_needs_rejoin {
+                    format!("{old} becomes synchronous once rejoined; until then replication is asynchronous")
+                } else {
+                    format!("{old} becomes synchronous in place of {new}")
+                });
             }
             None => notes.push(format!(
                 "no standby can replace {new} as synchronous standby: replication is asynchronous until one joins"
@@ -573,6 +582,18 @@ pub fn plan_rejoin(
             Action::Sql { sql: sql::grant_rewind(&desired.postgres.replication_user) },
             "pg_rewind reads the primary's files as the replication role",
         );
+        // Before PostgreSQL 16, pg_rewind reads the source's timeline from
+        // its control file, which a just-promoted primary updates only at
+        // its next checkpoint: without one the rewind computes the wrong
+        // divergence and the node cannot start.
+        p.push_in(
+            0,
+            l,
+            &primary.name,
+            "checkpoint",
+            Action::Sql { sql: sql::CHECKPOINT.into() },
+            "the primary's control file must show its current timeline for pg_rewind",
+        );
         p.push_in(
             0,
             l,
@@ -637,7 +658,11 @@ pub fn plan_rejoin(
         Action::WaitStreaming { standby: n.name.clone(), timeout_secs: opts.catchup_secs },
         format!("{node} streams from {} and has caught up", up.name),
     );
-    sync_steps(&mut p, 0, desired, obs, "the inventory's sync standbys");
+    // Once it streams it counts again (it may be the sync standby the
+    // cluster asked for): sync names as they are after the rejoin.
+    let mut after = desired.clone();
+    after.node_mut(&n.name).expect("exists").state.needs_rejoin = false;
+    sync_steps(&mut p, 0, &after, obs, "the inventory's sync standbys, this node included now");
     drop_foreign_slots(&mut p, desired, &n, &Observed::default());
     p.push_in(0, "", "", "rejoined", Action::MarkRejoined { node: n.name.clone() }, "it is a standby again");
     p.push_in(0, "", "", "done", Action::SaveInventory { phase: Phase::Ready }, "the inventory matches the cluster");

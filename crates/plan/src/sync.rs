@@ -9,7 +9,8 @@
 use model::{Inventory, NodeSpec, Observed, ObservedRole, RunState, SyncMode};
 
 fn candidates<'a>(inv: &'a Inventory, mode: SyncMode) -> impl Iterator<Item = &'a NodeSpec> + 'a {
-    inv.staying().filter(move |n| !inv.is_primary(&n.name) && n.sync_mode() == mode)
+    // A node that needs a rejoin is not a standby yet: it cannot count.
+    inv.staying().filter(move |n| !inv.is_primary(&n.name) && !n.state.needs_rejoin && n.sync_mode() == mode)
 }
 
 pub fn standby_names(inv: &Inventory) -> String {
