@@ -239,7 +239,7 @@ fn failover_without_a_sync_standby_needs_force() {
     let o = k.cmd().args(["failover", "-n", "nf", "--yes"]).output().unwrap();
     assert_eq!(o.status.code(), Some(3));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("not a synchronous standby") && e.contains("bytes behind") && e.contains("--force"), "{e}");
+    assert!(e.contains("no standby was synchronous") && e.contains("bytes behind") && e.contains("--force"), "{e}");
     assert_eq!(status(&k, "nf")["nodes"][1]["role"], "standby", "nothing changed");
     let o = ok(k.cmd().args(["failover", "-n", "nf", "--force", "--yes"]).output().unwrap());
     assert!(String::from_utf8_lossy(&o.stderr).contains("bytes behind"));

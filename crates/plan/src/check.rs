@@ -223,3 +223,96 @@ pub fn check(inv: &Inventory, obs: &Observed, ctx: &Ctx, input: &CheckInput) -> 
 pub fn overall(f: &[Finding]) -> Severity {
     f.iter().map(|x| x.severity).max().unwrap_or(Severity::Ok)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::parse_inventory;
+    use model::{Downstream, NodeObservation, PgLsn, Slot};
+
+    fn ctx() -> Ctx {
+        Ctx { bin_dir: "/b".into(), os_user: "postgres".into(), peers: vec!["127.0.0.1".parse().unwrap()], wait_secs: 60 }
+    }
+
+    fn inv() -> Inventory {
+        let y = "name: demo\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: 5501\n    data_dir: /d/pg1\n  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n    sync: sync\n";
+        parse_inventory("c.yaml", y).unwrap().0
+    }
+
+    fn healthy() -> Observed {
+        let mut p = NodeObservation::unanswered("pg1", RunState::Running, "");
+        p.error = None;
+        p.role = ObservedRole::Primary;
+        p.lsn = Some(PgLsn::from(100));
+        p.timeline = Some(1);
+        p.synchronous_standby_names = Some("FIRST 1 (\"pg2\")".into());
+        p.downstreams.push(Downstream { application_name: "pg2".into(), client_addr: None, state: "streaming".into(), sync_state: "sync".into(), replay_lsn: None, flush_lsn: None });
+        p.slots.push(Slot { name: "pg2".into(), active: true, restart_lsn: None, retained_bytes: Some(0) });
+        let mut s = NodeObservation::unanswered("pg2", RunState::Running, "");
+        s.error = None;
+        s.role = ObservedRole::Standby;
+        s.lsn = Some(PgLsn::from(100));
+        s.timeline = Some(1);
+        s.upstream_host = Some("127.0.0.1".into());
+        s.upstream_port = Some(5501);
+        let mut o = Observed::default();
+        o.nodes.insert("pg1".into(), p);
+        o.nodes.insert("pg2".into(), s);
+        o
+    }
+
+    fn run(o: &Observed) -> Vec<Finding> {
+        let i = inv();
+        let h = hba::render(&i, "postgres", &ctx().peers);
+        let input = CheckInput { hba: [("pg1".to_string(), h.clone()), ("pg2".to_string(), h)].into(), disk_used_pct: [("pg1".to_string(), 10)].into() };
+        check(&i, o, &ctx(), &input)
+    }
+
+    #[test]
+    fn a_healthy_cluster_has_no_finding() {
+        assert_eq!(run(&healthy()), vec![]);
+        assert_eq!(overall(&[]), Severity::Ok);
+    }
+
+    #[test]
+    fn a_stopped_standby_is_critical_twice() {
+        let mut o = healthy();
+        o.nodes.insert("pg2".into(), NodeObservation::unanswered("pg2", RunState::Stopped, "refused"));
+        o.nodes.get_mut("pg1").unwrap().downstreams.clear();
+        o.nodes.get_mut("pg1").unwrap().slots[0].active = false;
+        let f = run(&o);
+        assert!(f.iter().any(|x| x.node == "pg2" && x.check == "state" && x.severity == Severity::Critical));
+        assert!(f.iter().any(|x| x.check == "downstream" && x.message.contains("pg2 is not streaming")));
+        assert!(f.iter().any(|x| x.check == "sync" && x.severity == Severity::Critical), "{f:?}");
+        assert!(f.iter().any(|x| x.check == "slot" && x.message.contains("inactive")));
+        assert_eq!(overall(&f).code(), 2);
+    }
+
+    #[test]
+    fn orphan_slot_lag_and_stale_sync_names() {
+        let mut o = healthy();
+        o.nodes.get_mut("pg1").unwrap().slots.push(Slot { name: "gone".into(), active: false, restart_lsn: None, retained_bytes: Some(2 << 30) });
+        o.nodes.get_mut("pg1").unwrap().synchronous_standby_names = Some("FIRST 1 (\"pg2\", \"ghost\")".into());
+        o.nodes.get_mut("pg1").unwrap().lsn = Some(PgLsn::from(100 + (32 << 20)));
+        let f = run(&o);
+        assert!(f.iter().any(|x| x.message.contains("slot gone") && x.severity == Severity::Critical), "{f:?}");
+        assert!(f.iter().any(|x| x.check == "sync" && x.severity == Severity::Warning));
+        assert!(f.iter().any(|x| x.check == "lag" && x.severity == Severity::Warning));
+    }
+
+    #[test]
+    fn roles_rejoin_and_split_brain() {
+        let mut i = inv();
+        i.nodes[0].state.needs_rejoin = true;
+        i.nodes[1].role = Some(model::Role::Primary);
+        let mut o = healthy();
+        // pg1 (failed over) still runs as a primary: split brain
+        let f = check(&i, &o, &ctx(), &CheckInput::default());
+        assert!(f.iter().any(|x| x.message.contains("split brain") && x.severity == Severity::Critical), "{f:?}");
+        // pg2 expected primary but is a standby
+        assert!(f.iter().any(|x| x.node == "pg2" && x.check == "role" && x.severity == Severity::Critical));
+        o.nodes.insert("pg1".into(), NodeObservation::unanswered("pg1", RunState::Stopped, "refused"));
+        let f = check(&i, &o, &ctx(), &CheckInput::default());
+        assert!(f.iter().any(|x| x.node == "pg1" && x.severity == Severity::Warning && x.message.contains("rejoin")));
+    }
+}

@@ -64,6 +64,25 @@ pub fn rank_candidates(inv: &Inventory, obs: &Observed, old_primary: &str) -> Ve
     v
 }
 
+/// Whether promoting `chosen` can lose committed transactions: it cannot
+/// when a synchronous standby was running and `chosen` is not behind it
+/// (every acknowledged commit is on the synchronous standby). Err: why not,
+/// for the refusal message (`--force` overrides).
+pub fn failover_safety(candidates: &[Candidate], chosen: &str) -> Result<(), String> {
+    let c = candidates.iter().find(|c| c.name == chosen).ok_or_else(|| format!("{chosen} is not a candidate"))?;
+    let key = |c: &Candidate| (c.timeline, u64::from(c.received));
+    match candidates.iter().filter(|c| c.was_sync).max_by_key(|c| key(c)) {
+        None => Err("no standby was synchronous, so committed transactions could be lost".into()),
+        Some(s) if key(c) < key(s) => Err(format!(
+            "{chosen} is {} bytes behind the synchronous standby {}, so committed transactions could be lost; choose {}",
+            u64::from(s.received).saturating_sub(u64::from(c.received)),
+            s.name,
+            s.name
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// The inventory after `new` becomes primary: roles swapped, the new
 /// primary no longer a sync standby, someone else synchronous in its place
 /// when it was (a potential standby first), direct standbys of the old

@@ -136,15 +136,15 @@ pub async fn failover(home: &Home, fmt: OutputFormat, a: FailoverArgs, argv: &[S
         let best = candidates.first().map(|c| u64::from(c.received)).unwrap_or(0);
         let chosen = candidates.iter().find(|c| c.name == target).expect("chosen from candidates");
         let behind = best.saturating_sub(u64::from(chosen.received));
-        let sync_ok = stored.staying().any(|n| n.sync_mode() == model::SyncMode::Sync && n.name == target);
         let note = format!(
             "{target} chosen: {}; {behind} bytes behind the most advanced standby; what {old} wrote after {} is unknown and may be lost",
             chosen.why, chosen.received
         );
-        if !sync_ok && !a.force {
-            return Err(refused(format!(
-                "{target} was not a synchronous standby, so committed transactions could be lost ({note}); pass --force to accept"
-            )));
+        if let Err(why) = plan::ha::failover_safety(&candidates, &target) {
+            if !a.force {
+                return Err(refused(format!("{why} ({note}); pass --force to accept")));
+            }
+            notes.push(format!("--force: {why}"));
         }
         notes.push(note);
         for c in &candidates {

@@ -174,3 +174,21 @@ fn rejoin_rewinds_or_reclones() {
     assert!(!ids(&p).contains(&"pg1:rewind"));
     assert!(plan_rejoin(&d, "pg2", &ctx(), &o, &f, false, &opts()).is_err());
 }
+
+#[test]
+fn failover_is_safe_when_not_behind_a_sync_standby() {
+    let mut o = observed();
+    // pg3 (async) received more than pg2 (sync): promoting pg3 loses nothing
+    o.nodes.get_mut("pg3").unwrap().receive_lsn = Some(PgLsn::from(2000));
+    let c = rank_candidates(&inv(), &o, "pg1");
+    assert_eq!(c[0].name, "pg3");
+    assert_eq!(failover_safety(&c, "pg3"), Ok(()));
+    assert_eq!(failover_safety(&c, "pg2"), Ok(()));
+    // pg4 is behind the sync standby
+    let e = failover_safety(&c, "pg4").unwrap_err();
+    assert!(e.contains("behind the synchronous standby pg2"), "{e}");
+    // no sync standby running: unsafe whoever is chosen
+    o.nodes.insert("pg2".into(), NodeObservation::unanswered("pg2", RunState::Stopped, "x"));
+    let c = rank_candidates(&inv(), &o, "pg1");
+    assert!(failover_safety(&c, "pg3").unwrap_err().contains("no standby was synchronous"));
+}
