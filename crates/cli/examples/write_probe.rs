@@ -24,11 +24,18 @@ async fn main() {
     let mut fresh = true;
     while !stop.exists() && t0.elapsed() < Duration::from_secs(max) {
         if client.is_none() {
-            if let Ok(Ok((c, conn))) = tokio::time::timeout(Duration::from_secs(1), tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)).await {
+            if let Ok(Ok((c, conn))) =
+                tokio::time::timeout(Duration::from_secs(1), tokio_postgres::connect(&conninfo, tokio_postgres::NoTls))
+                    .await
+            {
                 tokio::spawn(conn);
                 // A new table for each run (ids start at 0 again); a
                 // reconnect mid-run must not drop it.
-                let ddl = if fresh { "DROP TABLE IF EXISTS probe; CREATE TABLE probe (id bigint PRIMARY KEY)" } else { "SELECT 1" };
+                let ddl = if fresh {
+                    "DROP TABLE IF EXISTS probe; CREATE TABLE probe (id bigint PRIMARY KEY)"
+                } else {
+                    "SELECT 1"
+                };
                 if c.batch_execute(ddl).await.is_ok() {
                     fresh = false;
                     client = Some(c);
@@ -37,7 +44,10 @@ async fn main() {
         }
         let start = now_ns();
         let ok = match &client {
-            Some(c) => matches!(tokio::time::timeout(Duration::from_secs(2), c.execute("INSERT INTO probe VALUES ($1)", &[&id])).await, Ok(Ok(_))),
+            Some(c) => matches!(
+                tokio::time::timeout(Duration::from_secs(2), c.execute("INSERT INTO probe VALUES ($1)", &[&id])).await,
+                Ok(Ok(_))
+            ),
             None => false,
         };
         if !ok {

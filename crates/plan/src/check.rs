@@ -231,7 +231,12 @@ mod tests {
     use model::{Downstream, NodeObservation, PgLsn, Slot};
 
     fn ctx() -> Ctx {
-        Ctx { bin_dir: "/b".into(), os_user: "postgres".into(), peers: vec!["127.0.0.1".parse().unwrap()], wait_secs: 60 }
+        Ctx {
+            bin_dir: "/b".into(),
+            os_user: "postgres".into(),
+            peers: vec!["127.0.0.1".parse().unwrap()],
+            wait_secs: 60,
+        }
     }
 
     fn inv() -> Inventory {
@@ -246,7 +251,14 @@ mod tests {
         p.lsn = Some(PgLsn::from(100));
         p.timeline = Some(1);
         p.synchronous_standby_names = Some("FIRST 1 (\"pg2\")".into());
-        p.downstreams.push(Downstream { application_name: "pg2".into(), client_addr: None, state: "streaming".into(), sync_state: "sync".into(), replay_lsn: None, flush_lsn: None });
+        p.downstreams.push(Downstream {
+            application_name: "pg2".into(),
+            client_addr: None,
+            state: "streaming".into(),
+            sync_state: "sync".into(),
+            replay_lsn: None,
+            flush_lsn: None,
+        });
         p.slots.push(Slot { name: "pg2".into(), active: true, restart_lsn: None, retained_bytes: Some(0) });
         let mut s = NodeObservation::unanswered("pg2", RunState::Running, "");
         s.error = None;
@@ -264,7 +276,10 @@ mod tests {
     fn run(o: &Observed) -> Vec<Finding> {
         let i = inv();
         let h = hba::render(&i, "postgres", &ctx().peers);
-        let input = CheckInput { hba: [("pg1".to_string(), h.clone()), ("pg2".to_string(), h)].into(), disk_used_pct: [("pg1".to_string(), 10)].into() };
+        let input = CheckInput {
+            hba: [("pg1".to_string(), h.clone()), ("pg2".to_string(), h)].into(),
+            disk_used_pct: [("pg1".to_string(), 10)].into(),
+        };
         check(&i, o, &ctx(), &input)
     }
 
@@ -291,7 +306,12 @@ mod tests {
     #[test]
     fn orphan_slot_lag_and_stale_sync_names() {
         let mut o = healthy();
-        o.nodes.get_mut("pg1").unwrap().slots.push(Slot { name: "gone".into(), active: false, restart_lsn: None, retained_bytes: Some(2 << 30) });
+        o.nodes.get_mut("pg1").unwrap().slots.push(Slot {
+            name: "gone".into(),
+            active: false,
+            restart_lsn: None,
+            retained_bytes: Some(2 << 30),
+        });
         o.nodes.get_mut("pg1").unwrap().synchronous_standby_names = Some("FIRST 1 (\"pg2\", \"ghost\")".into());
         o.nodes.get_mut("pg1").unwrap().lsn = Some(PgLsn::from(100 + (32 << 20)));
         let f = run(&o);
