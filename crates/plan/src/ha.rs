@@ -177,49 +177,7 @@ fn restart_as_standby(p: &mut Plan, desired: &Inventory, ctx: &Ctx, obs: &Observ
         Action::WritePassfile { path: conf::passfile(old), user: desired.postgres.replication_user.clone() },
         "its WAL receiver reads the replication password here",
     );
-    p.push_in(
-        0,
-        l,
-        l,
-        "conf",
-        Action::WriteFile {
-            path: old.data_dir.join("postgresql.auto.conf"),
-            mode: 0o600,
-            contents: conf::auto_conf(desired, old),
-        },
-        format!("a standby of {}", new.name),
-    );
-    p.push_in(
-        0,
-        l,
-        l,
-        "standby-signal",
-        Action::WriteFile { path: old.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() },
-        "start as a standby: never as a primary again",
-    );
-    p.push_in(
-        0,
-        l,
-        l,
-        "hba",
-        Action::WriteFile {
-            path: old.data_dir.join("pg_hba.conf"),
-            mode: 0o600,
-            contents: crate::hba::render(desired, &ctx.os_user, &ctx.peers),
-        },
-        "pg_hba from the inventory",
-    );
-    p.push_in(
-        0,
-        l,
-        l,
-        "start",
-        Action::Start {
-            data_dir: old.data_dir.clone(),
-            argv: argv::pg_ctl_start(&ctx.bin_dir, &old.data_dir, &old.socket_dir(), ctx.wait_secs),
-        },
-        "start as a standby",
-    );
+    crate::scale::standby_start_steps(p, 0, desired, ctx, old, new);
     p.push_in(
         0,
         l,
@@ -626,26 +584,7 @@ pub fn plan_rejoin(
             format!("undo what {node} wrote after the timelines diverged"),
         );
     }
-    p.push_in(
-        0,
-        l,
-        l,
-        "conf",
-        Action::WriteFile {
-            path: n.data_dir.join("postgresql.auto.conf"),
-            mode: 0o600,
-            contents: conf::auto_conf(desired, &n),
-        },
-        format!("a standby of {}", up.name),
-    );
-    p.push_in(
-        0,
-        l,
-        l,
-        "standby-signal",
-        Action::WriteFile { path: n.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() },
-        "start as a standby",
-    );
+    crate::scale::standby_start_steps(&mut p, 0, desired, ctx, &n, &up);
     p.push_in(
         0,
         l,

@@ -100,6 +100,58 @@ fn depth(inv: &Inventory, n: &NodeSpec) -> u32 {
     d
 }
 
+/// Configure a stopped node as a standby of `up` and start it: its own
+/// whole `postgresql.auto.conf` (address, port, socket, primary_conninfo
+/// with its passfile, its slot), `standby.signal` (never a primary), the
+/// inventory's pg_hba, start. Used by scale-out, switchover (the old
+/// primary) and rejoin.
+pub(crate) fn standby_start_steps(
+    p: &mut Plan,
+    wave: u32,
+    desired: &Inventory,
+    ctx: &Ctx,
+    n: &NodeSpec,
+    up: &NodeSpec,
+) {
+    let l = n.name.as_str();
+    let write = |path: std::path::PathBuf, contents: String| Action::WriteFile { path, mode: 0o600, contents };
+    p.push_in(
+        wave,
+        l,
+        l,
+        "conf",
+        write(n.data_dir.join("postgresql.auto.conf"), conf::auto_conf(desired, n)),
+        format!("its own address, port and socket; streams from {} as application_name {}", up.name, n.name),
+    );
+    p.push_in(
+        wave,
+        l,
+        l,
+        "standby-signal",
+        write(n.data_dir.join("standby.signal"), String::new()),
+        "start as a standby, never as a primary",
+    );
+    p.push_in(
+        wave,
+        l,
+        l,
+        "hba",
+        write(n.data_dir.join("pg_hba.conf"), hba::render(desired, &ctx.os_user, &ctx.peers)),
+        "pg_hba generated from the inventory, like every node's",
+    );
+    p.push_in(
+        wave,
+        l,
+        l,
+        "start",
+        Action::Start {
+            data_dir: n.data_dir.clone(),
+            argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs),
+        },
+        "start the standby",
+    );
+}
+
 /// Add the nodes marked `joining` in `desired`.
 pub fn plan_scale_out(
     desired: &Inventory,
@@ -256,49 +308,7 @@ pub fn plan_scale_out(
             );
         }
         if !f.running {
-            p.push_in(
-                w,
-                l,
-                l,
-                "conf",
-                Action::WriteFile {
-                    path: n.data_dir.join("postgresql.auto.conf"),
-                    mode: 0o600,
-                    contents: conf::auto_conf(desired, n),
-                },
-                format!("its own address, port and socket; streams from {} as application_name {}", u.name, n.name),
-            );
-            p.push_in(
-                w,
-                l,
-                l,
-                "standby-signal",
-                Action::WriteFile { path: n.data_dir.join("standby.signal"), mode: 0o600, contents: String::new() },
-                "start as a standby",
-            );
-            p.push_in(
-                w,
-                l,
-                l,
-                "hba",
-                Action::WriteFile {
-                    path: n.data_dir.join("pg_hba.conf"),
-                    mode: 0o600,
-                    contents: hba::render(desired, &ctx.os_user, &ctx.peers),
-                },
-                "pg_hba generated from the inventory, like every node's",
-            );
-            p.push_in(
-                w,
-                l,
-                l,
-                "start",
-                Action::Start {
-                    data_dir: n.data_dir.clone(),
-                    argv: argv::pg_ctl_start(&ctx.bin_dir, &n.data_dir, &n.socket_dir(), ctx.wait_secs),
-                },
-                "start the standby",
-            );
+            standby_start_steps(&mut p, w, desired, ctx, n, u);
         }
         // Add a synchronous standby as async first: it enters
         // synchronous_standby_names only once it streams and has caught up,
