@@ -1,6 +1,5 @@
 //! `destroy`: stop every node, remove what pgscale created, forget the cluster.
 
-use crate::argv;
 use crate::steps::{Action, Ctx, Plan};
 use model::{Inventory, Observed, RunState};
 
@@ -26,11 +25,7 @@ pub fn plan_destroy(inv: &Inventory, ctx: &Ctx, obs: &Observed) -> Plan {
         p.push(
             &n.name,
             "stop",
-            Action::Stop {
-                data_dir: n.data_dir.clone(),
-                argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", ctx.wait_secs),
-                deadline_secs: ctx.wait_secs + 5,
-            },
+            Action::stop(ctx, &n.data_dir, "fast", ctx.wait_secs),
             "stop the server (fast: open transactions are rolled back)",
         );
         for d in &n.state.created_dirs {

@@ -357,11 +357,7 @@ pub fn plan_switchover(
             o,
             o,
             "stop",
-            Action::Stop {
-                data_dir: old.data_dir.clone(),
-                argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "fast", opts.stop_secs),
-                deadline_secs: opts.stop_secs + 2,
-            },
+            Action::stop(ctx, &old.data_dir, "fast", opts.stop_secs),
             "a clean stop: its last WAL, the shutdown checkpoint, reaches the standbys",
         );
         p.push_in(
@@ -422,11 +418,7 @@ pub fn plan_failover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed, 
                 &old.name,
                 &old.name,
                 "stop",
-                Action::Stop {
-                    data_dir: old.data_dir.clone(),
-                    argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "immediate", opts.stop_secs),
-                    deadline_secs: opts.stop_secs + 2,
-                },
+                Action::stop(ctx, &old.data_dir, "immediate", opts.stop_secs),
                 "the old primary still runs: it must not take writes once another node is primary",
             );
         }
@@ -447,11 +439,7 @@ pub fn plan_failover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed, 
             &old.name,
             &old.name,
             "stop",
-            Action::Stop {
-                data_dir: old.data_dir.clone(),
-                argv: argv::pg_ctl_stop(&ctx.bin_dir, &old.data_dir, "immediate", opts.stop_secs),
-                deadline_secs: opts.stop_secs + 2,
-            },
+            Action::stop(ctx, &old.data_dir, "immediate", opts.stop_secs),
             "make sure it is not starting up",
         );
         p.best_effort();
@@ -497,11 +485,7 @@ pub fn plan_rejoin(
         l,
         l,
         "stop",
-        Action::Stop {
-            data_dir: n.data_dir.clone(),
-            argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", opts.stop_secs),
-            deadline_secs: opts.stop_secs + 2,
-        },
+        Action::stop(ctx, &n.data_dir, "fast", opts.stop_secs),
         "it must be stopped to be rewound or copied",
     );
     p.push_in(

@@ -480,11 +480,7 @@ pub fn plan_scale_in(
             l,
             l,
             "stop",
-            Action::Stop {
-                data_dir: n.data_dir.clone(),
-                argv: argv::pg_ctl_stop(&ctx.bin_dir, &n.data_dir, "fast", opts.stop_secs),
-                deadline_secs: opts.stop_secs + 1,
-            },
+            Action::stop(ctx, &n.data_dir, "fast", opts.stop_secs),
             format!(
                 "fast shutdown, at most {}s; a node that does not stop is reported and left as it is",
                 opts.stop_secs

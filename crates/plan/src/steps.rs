@@ -135,6 +135,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// Stop a node's server with pg_ctl (`mode`: fast, immediate), letting
+    /// pg_ctl wait `wait_secs` and pgscale 2 s more before it reports the
+    /// node as not stopping.
+    pub fn stop(ctx: &Ctx, data_dir: &std::path::Path, mode: &str, wait_secs: u64) -> Action {
+        Action::Stop {
+            data_dir: data_dir.to_path_buf(),
+            argv: crate::argv::pg_ctl_stop(&ctx.bin_dir, data_dir, mode, wait_secs),
+            deadline_secs: wait_secs + 2,
+        }
+    }
+
     /// The guard that makes the step safe to run again.
     pub fn guard(&self) -> &'static str {
         match self {
