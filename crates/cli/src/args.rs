@@ -12,7 +12,7 @@ use std::time::Duration;
                   Exit codes of mutating commands: 0 done; 1 failed while changing the cluster \
                   (re-running is safe); 2 invalid input or usage, nothing changed; 3 refused by a \
                   safety check or because another operation holds the cluster, nothing changed.",
-    after_help = "Examples:\n  pgscale demo\n  pgscale init -c cluster.yaml --dry-run\n  pgscale status -n demo --output json\n  pgscale psql -n demo -- -Atc 'select 1'"
+    after_help = "Examples:\n  pgscale demo\n  pgscale init -c cluster.yaml --dry-run\n  pgscale scale-out -n demo -c add.yaml\n  pgscale switchover -n demo --to pg2 --yes\n  pgscale status -n demo --output json\n  pgscale check -n demo\n  pgscale psql -n demo -- -Atc 'select 1'"
 )]
 pub struct Cli {
     /// Where inventories, secrets and journals live.
@@ -79,7 +79,7 @@ pub enum Command {
         after_help = "Examples:\n  pgscale scale-in -n demo --node pg3 --dry-run\n  pgscale scale-in -n demo --node pg3 --yes\n  pgscale scale-in -n demo --node pg2 --node pg3 --clear-dir --timeout 5s --yes\n\nA leaving synchronous standby is taken out of synchronous_standby_names first (a potential or\nasynchronous direct standby takes its place when one can); its downstream standbys are re-pointed\nto its upstream; then it stops (a node that does not answer within --timeout is skipped and\nreported), its slot is dropped and pg_hba updated everywhere. Data is kept unless --clear-dir."
     )]
     ScaleIn(ScaleInArgs),
-    /// Continue an interrupted scale-out or scale-in.
+    /// Continue an interrupted scale-out, scale-in, switchover or failover.
     #[command(after_help = "Example:\n  pgscale resume -n demo")]
     Resume(ResumeArgs),
     /// Planned role change: NODE becomes primary, the old primary a standby (no data lost, no rewind).
