@@ -51,6 +51,29 @@ impl Output {
     }
 }
 
+impl From<std::process::Output> for Output {
+    fn from(o: std::process::Output) -> Output {
+        Output {
+            status: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run `fut` within the command's deadline; past it, the future is dropped
+/// (its child killed) and the call reports a timeout.
+pub(crate) async fn within_deadline(
+    what: String,
+    deadline: Duration,
+    fut: impl std::future::Future<Output = Result<Output, HostError>>,
+) -> Result<Output, HostError> {
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(res) => res,
+        Err(_) => Err(HostError::Timeout { what, deadline }),
+    }
+}
+
 /// How to run one command.
 #[derive(Debug, Clone)]
 pub struct Run<'a> {

@@ -119,16 +119,9 @@ impl LocalHost {
                 drop(sin);
             }
             let o = child.wait_with_output().await.map_err(ioe(format!("{what}: wait")))?;
-            Ok::<_, HostError>(Output {
-                status: o.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            })
+            Ok::<_, HostError>(Output::from(o))
         };
-        match tokio::time::timeout(r.deadline, fut).await {
-            Ok(res) => res,
-            Err(_) => Err(HostError::Timeout { what, deadline: r.deadline }),
-        }
+        crate::within_deadline(what.clone(), r.deadline, fut).await
     }
 
     pub fn dir_state(&self, path: &Path) -> Result<DirState, HostError> {

@@ -112,16 +112,9 @@ impl SshHost {
                 .wait_with_output()
                 .await
                 .map_err(|e| HostError::Ssh { dest: self.dest(), message: e.to_string() })?;
-            Ok::<_, HostError>(Output {
-                status: o.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            })
+            Ok::<_, HostError>(Output::from(o))
         };
-        match tokio::time::timeout(r.deadline, fut).await {
-            Ok(res) => res,
-            Err(_) => Err(HostError::Timeout { what, deadline: r.deadline }),
-        }
+        crate::within_deadline(what.clone(), r.deadline, fut).await
     }
 
     async fn script(
