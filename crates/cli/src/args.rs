@@ -1,4 +1,5 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use model::NodeName;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,9 +37,9 @@ pub enum OutputFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create the cluster described by an inventory file and record it.
+    /// Create the whole cluster an inventory file describes (primary and standbys) and record it.
     #[command(
-        after_help = "Examples:\n  pgscale init -c cluster.yaml --dry-run   # print the plan, change nothing\n  pgscale init -c cluster.yaml\n\nRe-running an interrupted init continues where it stopped."
+        after_help = "Examples:\n  pgscale init --gen-template > cluster.yaml   # a commented 3-node spec\n  pgscale init -c cluster.yaml --dry-run       # print the whole plan, change nothing\n  pgscale init -c cluster.yaml\n  pgscale init -c cluster.yaml --install       # install PostgreSQL where it is missing first\n\nThe hosts are checked first (see `pgscale host check`). The primary is created, then every standby\n(sync, potential, async, cascaded) is copied from its upstream, in parallel where they are independent;\nsynchronous_standby_names is set last, once the synchronous standbys stream.\nRe-running an interrupted init (or `pgscale resume`) continues where it stopped; re-running a\nfinished one with the same file does nothing."
     )]
     Init(InitArgs),
     /// Probe every node in parallel (each with a deadline) and show roles, LSNs, lag.
@@ -100,29 +101,88 @@ pub enum Command {
     /// Health findings, one line each; exit 0 ok, 1 warning, 2 critical, 3 unknown (Nagios).
     #[command(after_help = "Examples:\n  pgscale check -n demo\n  pgscale check -n demo --node pg2 --output json")]
     Check(CheckArgs),
-    /// Create a throw-away cluster on this machine, show it working, clean up.
-    #[command(after_help = "Examples:\n  pgscale demo\n  pgscale demo --keep --dir /tmp/pgdemo")]
+    /// Create a throw-away cluster on this machine, show it working under a write load, clean up.
+    #[command(
+        after_help = "Examples:\n  pgscale demo\n  pgscale demo --keep --dir /tmp/pgdemo\n\nInstalls the PostgreSQL server first when this machine has none (as root or with sudo -n), saying what it runs."
+    )]
     Demo(DemoArgs),
+    /// Check hosts before anything changes (and with --install, make them ready).
+    #[command(subcommand)]
+    Host(HostCommand),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 3s or 500ms: {e}"))
 }
 
+#[derive(Subcommand, Debug)]
+pub enum HostCommand {
+    /// Per host: reachable, OS user, server binaries, one major version, writable data_dir parents with
+    /// room for a copy, free ports, clock skew. Every finding at once; exit 0 ok, 2 problems, 3 unreachable.
+    #[command(
+        after_help = "Examples:\n  pgscale host check -c cluster.yaml\n  pgscale host check -n demo --output json\n  pgscale host check -c cluster.yaml --install --dry-run   # the install commands, not run\n  pgscale host check -c cluster.yaml --install             # apt-get/dnf install, useradd, mkdir, as root or sudo -n"
+    )]
+    Check(HostCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HostCheckArgs {
+    /// An inventory file (its nodes are checked as nodes about to be created).
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        conflicts_with = "name",
+        required_unless_present = "name"
+    )]
+    pub config: Option<PathBuf>,
+    /// A recorded cluster.
+    #[arg(short = 'n', long = "name")]
+    pub name: Option<String>,
+    /// Make the hosts ready: install the server package (apt without its default cluster, or dnf),
+    /// create the OS user and the data directories' parents.
+    #[arg(long)]
+    pub install: bool,
+    /// The PostgreSQL major version to install where no host has one (default: the distribution's).
+    #[arg(long, value_name = "N")]
+    pub pg_major: Option<u32>,
+    /// With --install: show the commands, run none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Deadline of each host's probe.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// The inventory file (YAML).
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
-    pub config: PathBuf,
+    #[arg(short = 'c', long = "config", value_name = "FILE", required_unless_present = "gen_template")]
+    pub config: Option<PathBuf>,
+    /// Print a commented 3-node spec (primary, sync standby, async standby) and exit.
+    #[arg(long)]
+    pub gen_template: bool,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Answer yes to questions (init asks none today; accepted for scripts).
+    /// Answer yes to questions (init asks none; accepted for scripts).
     #[arg(long)]
     pub yes: bool,
+    /// Make the hosts ready first (install PostgreSQL, create the OS user and directories), as root or sudo -n.
+    #[arg(long)]
+    pub install: bool,
+    /// With --install: the major version to install where no host has one (default: the distribution's).
+    #[arg(long, value_name = "N")]
+    pub pg_major: Option<u32>,
+    /// How many standbys to copy at the same time (default: all whose upstream exists).
+    #[arg(long)]
+    pub parallel: Option<usize>,
     /// Deadline of one remote call.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// How long a new standby may take to stream and catch up after its copy.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub catchup_timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -141,7 +201,7 @@ pub struct PsqlArgs {
     pub name: String,
     /// Node to connect to (default: the primary).
     #[arg(long)]
-    pub node: Option<String>,
+    pub node: Option<NodeName>,
     /// Arguments passed to psql as they are.
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -167,7 +227,7 @@ pub struct HbaArgs {
     pub name: String,
     /// Node to read (default: the primary).
     #[arg(long)]
-    pub node: Option<String>,
+    pub node: Option<NodeName>,
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
@@ -216,6 +276,9 @@ pub struct ScaleOutArgs {
     /// How many nodes to copy at the same time (default: all whose upstream exists).
     #[arg(long)]
     pub parallel: Option<usize>,
+    /// Make the new hosts ready first (install PostgreSQL, create the OS user and directories).
+    #[arg(long)]
+    pub install: bool,
     /// Deadline of one remote call.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -230,7 +293,7 @@ pub struct ScaleInArgs {
     pub name: String,
     /// Node to remove (repeat for several).
     #[arg(long = "node", required = true)]
-    pub nodes: Vec<String>,
+    pub nodes: Vec<NodeName>,
     #[arg(long)]
     pub dry_run: bool,
     /// Do not ask (required without a terminal); also accepts dropping to asynchronous replication.
@@ -263,7 +326,7 @@ pub struct SwitchoverArgs {
     pub name: String,
     /// The standby that becomes primary.
     #[arg(long)]
-    pub to: String,
+    pub to: NodeName,
     #[arg(long)]
     pub dry_run: bool,
     /// Do not ask (required without a terminal).
@@ -283,7 +346,7 @@ pub struct FailoverArgs {
     pub name: String,
     /// The standby to promote (default: the best candidate).
     #[arg(long)]
-    pub to: Option<String>,
+    pub to: Option<NodeName>,
     /// Go on although the primary answers or no standby was synchronous.
     #[arg(long)]
     pub force: bool,
@@ -301,7 +364,7 @@ pub struct RejoinArgs {
     pub name: String,
     /// The node to bring back as a standby.
     #[arg(long = "node")]
-    pub node: String,
+    pub node: NodeName,
     /// Empty its data directory and take a fresh copy instead of pg_rewind.
     #[arg(long)]
     pub reclone: bool,
@@ -319,7 +382,7 @@ pub struct CheckArgs {
     pub name: String,
     /// Only findings about this node.
     #[arg(long = "node")]
-    pub node: Option<String>,
+    pub node: Option<NodeName>,
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub timeout: Duration,
 }

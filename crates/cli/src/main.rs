@@ -1,15 +1,13 @@
-//! pgscale: create PostgreSQL clusters and scale them out and in online.
-//! clap definitions → validated settings → one function per command
-//! returning an exit status; data on stdout, progress and logs on stderr.
+//! pgscale: create PostgreSQL clusters and change them online.
+//! clap definitions → a typed request → the operation in `ops` → printing
+//! and an exit status; data on stdout, progress and logs on stderr.
 
 mod args;
 mod commands;
-mod fail;
 mod output;
-mod resolve;
+mod term;
 
 use clap::Parser;
-use fail::Fail;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -19,6 +17,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PGSCALE_LOG").unwrap_or_else(|_| filter.into()))
         .init();
+    if matches!(cli.command, args::Command::Check(_)) {
+        // Nagios: when pgscale itself fails (a bug), the answer is UNKNOWN (3).
+        std::panic::set_hook(Box::new(|info| {
+            println!("UNKNOWN: pgscale internal error: {info}");
+            std::process::exit(3);
+        }));
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -29,9 +34,8 @@ fn main() -> ExitCode {
     match rt.block_on(commands::run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let f = Fail::from_anyhow(e);
-            eprintln!("pgscale: {}", f.message);
-            ExitCode::from(f.code)
+            eprintln!("pgscale: {}", e.message);
+            ExitCode::from(e.code())
         }
     }
 }

@@ -8,7 +8,6 @@ use journal::{Event, Home, HomeError, Journal, Secrets};
 use model::Inventory;
 use pg::{PgError, Target};
 use plan::{Action, Plan, Step};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
@@ -107,11 +106,12 @@ pub enum Progress<'a> {
 /// `keep_going` nothing else starts either; lane-less steps (the record)
 /// never run after a failure. Re-running the command re-plans from what is
 /// left, so stopping early is always safe.
-pub async fn apply(plan: &Plan, rt: &Runtime<'_>, args: &[String], on: &mut dyn FnMut(Progress)) -> Report {
+/// The returned future is `Send`: an agent can spawn it beside its HTTP server.
+pub async fn apply(plan: &Plan, rt: &Runtime<'_>, args: &[String], on: &mut (dyn FnMut(Progress) + Send)) -> Report {
     let t0 = Instant::now();
     let total = plan.steps.len();
     rt.record(&Event::Request { operation: &plan.operation, args, steps: total });
-    let ex = Exec { plan, rt, on: RefCell::new(on), st: RefCell::new(ExecState::default()), total };
+    let ex = Exec { plan, rt, on: Mutex::new(on), st: Mutex::new(ExecState::default()), total };
     if plan.parallel <= 1 {
         for i in 0..total {
             ex.run_one(i).await;
@@ -145,14 +145,15 @@ pub async fn apply(plan: &Plan, rt: &Runtime<'_>, args: &[String], on: &mut dyn 
                 .await;
         }
     }
-    let results = ex.st.into_inner().results.into_iter().enumerate().map(|(i, r)| {
-        r.unwrap_or(StepResult {
-            id: plan.steps[i].id.clone(),
-            node: plan.steps[i].node.clone(),
-            outcome: Outcome::NotRun,
-            elapsed: Duration::ZERO,
-        })
-    });
+    let results =
+        ex.st.into_inner().unwrap_or_else(|p| p.into_inner()).results.into_iter().enumerate().map(|(i, r)| {
+            r.unwrap_or(StepResult {
+                id: plan.steps[i].id.clone(),
+                node: plan.steps[i].node.clone(),
+                outcome: Outcome::NotRun,
+                elapsed: Duration::ZERO,
+            })
+        });
     let report = Report { results: results.collect(), elapsed: t0.elapsed() };
     rt.record(&Event::Finished { operation: &plan.operation, ok: report.ok(), ms: report.elapsed.as_millis() });
     report
@@ -168,20 +169,25 @@ struct ExecState {
 struct Exec<'p, 'r, 'h, 'o> {
     plan: &'p Plan,
     rt: &'r Runtime<'h>,
-    on: RefCell<&'o mut dyn FnMut(Progress)>,
-    st: RefCell<ExecState>,
+    on: Mutex<&'o mut (dyn FnMut(Progress) + Send)>,
+    st: Mutex<ExecState>,
     total: usize,
 }
 
 impl Exec<'_, '_, '_, '_> {
     fn emit(&self, p: Progress) {
-        (self.on.borrow_mut())(p);
+        let mut on = self.on.lock().unwrap_or_else(|e| e.into_inner());
+        (*on)(p);
+    }
+
+    fn st(&self) -> std::sync::MutexGuard<'_, ExecState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn run_one(&self, i: usize) {
         let step = &self.plan.steps[i];
         {
-            let st = self.st.borrow();
+            let st = self.st();
             let blocked = (st.any_failed && (!self.plan.keep_going || step.lane.is_empty()))
                 || st.failed_lanes.contains(&step.lane);
             if blocked {
@@ -211,7 +217,7 @@ impl Exec<'_, '_, '_, '_> {
             Err(e) => {
                 let msg = format!("{}: {e}", step.id);
                 self.rt.record(&Event::Failed { step: &step.id, node: &step.node, ms, error: &msg });
-                let mut st = self.st.borrow_mut();
+                let mut st = self.st();
                 st.any_failed = true;
                 st.failed_lanes.insert(step.lane.clone());
                 Outcome::Failed(msg)
@@ -220,7 +226,7 @@ impl Exec<'_, '_, '_, '_> {
         let r = StepResult { id: step.id.clone(), node: step.node.clone(), outcome, elapsed };
         self.emit(Progress::Finished { index: i, total: self.total, step, result: &r });
         {
-            let mut st = self.st.borrow_mut();
+            let mut st = self.st();
             if st.results.len() < self.total {
                 st.results.resize(self.total, None);
             }
@@ -299,23 +305,9 @@ fn bin_dir_of(argv: &[String]) -> &Path {
     Path::new(argv.first().map(String::as_str).unwrap_or("")).parent().unwrap_or(Path::new("/"))
 }
 
-fn sql_error(addr: &str, e: tokio_postgres::Error) -> ExecError {
-    ExecError::Check(format!(
-        "run SQL on {addr}: {}",
-        e.as_db_error().map(|d| format!("{} (SQLSTATE {})", d.message(), d.code().code())).unwrap_or(e.to_string())
-    ))
-}
-
 async fn sql(rt: &Runtime<'_>, node_name: &str, text: &str) -> Result<(), ExecError> {
     let n = node(rt, node_name)?;
-    let c = pg::connect(&n.target, rt.call_deadline).await?;
-    match tokio::time::timeout(rt.call_deadline, c.batch_execute(text)).await {
-        Err(_) => {
-            Err(PgError::Timeout { what: "run SQL".into(), addr: n.target.addr(), deadline: rt.call_deadline }.into())
-        }
-        Ok(Err(e)) => Err(sql_error(&n.target.addr(), e)),
-        Ok(Ok(())) => Ok(()),
-    }
+    Ok(pg::execute(&n.target, text, rt.call_deadline).await?)
 }
 
 /// Wait until the node accepts an admin connection, up to `deadline`.
@@ -361,24 +353,15 @@ async fn server_log_tail(h: &Host, data_dir: &Path, d: Duration) -> String {
     }
 }
 
-/// The application_name a base copy runs under, so its progress can be
-/// found on the upstream (`pg_stat_progress_basebackup`).
-pub fn copy_app_name(node: &str) -> String {
-    format!("pgscale_copy_{node}")
-}
-
-/// Poll the upstream for a running base copy's progress until `stop`.
-async fn watch_copy(rt: &Runtime<'_>, upstream: &str, node_name: &str, report: &dyn Fn(u64, u64)) {
+/// Poll the upstream for a running base copy's progress until dropped.
+async fn watch_copy(rt: &Runtime<'_>, upstream: &str, node_name: &str, report: &(dyn Fn(u64, u64) + Sync)) {
     let Ok(n) = node(rt, upstream) else { return };
     let Ok(c) = pg::connect(&n.target, rt.call_deadline).await else { return };
-    let q = "SELECT coalesce(p.backup_streamed, 0), coalesce(p.backup_total, 0) FROM pg_stat_progress_basebackup p \
-             JOIN pg_stat_activity a ON a.pid = p.pid WHERE a.application_name = $1";
-    let app = copy_app_name(node_name);
+    let app = model::copy_app_name(node_name);
+    let addr = n.target.addr();
     loop {
-        if let Ok(Ok(rows)) = tokio::time::timeout(rt.call_deadline, c.query(q, &[&app])).await {
-            if let Some(r) = rows.first() {
-                report(r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64);
-            }
+        if let Ok(Some((done, total))) = pg::copy_progress(&c, &addr, &app, rt.call_deadline).await {
+            report(done, total);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -390,9 +373,6 @@ async fn watch_copy(rt: &Runtime<'_>, upstream: &str, node_name: &str, report: &
 async fn wait_streaming(rt: &Runtime<'_>, upstream: &str, standby: &str, timeout: Duration) -> Result<(), ExecError> {
     let n = node(rt, upstream)?;
     let until = Instant::now() + timeout;
-    let q = "SELECT r.state, r.flush_lsn, CASE WHEN pg_is_in_recovery() \
-             THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) ELSE pg_current_wal_lsn() END \
-             FROM (SELECT 1) x LEFT JOIN pg_stat_replication r ON r.application_name = $1";
     let mut target: Option<model::PgLsn> = None;
     let mut last = String::from("not connected");
     let mut client = None;
@@ -401,11 +381,8 @@ async fn wait_streaming(rt: &Runtime<'_>, upstream: &str, standby: &str, timeout
             client = pg::connect(&n.target, rt.call_deadline).await.ok();
         }
         if let Some(c) = &client {
-            match tokio::time::timeout(rt.call_deadline, c.query_one(q, &[&standby])).await {
-                Ok(Ok(r)) => {
-                    let state: Option<String> = r.get(0);
-                    let flush: Option<model::PgLsn> = r.get(1);
-                    let head: Option<model::PgLsn> = r.get(2);
+            match pg::streaming(c, &n.target.addr(), standby, rt.call_deadline).await {
+                Ok(pg::Streaming { state, flush, head }) => {
                     if state.as_deref() == Some("streaming") {
                         let t = *target.get_or_insert(head.unwrap_or(model::PgLsn::from(0)));
                         if flush.is_some_and(|f| f >= t) {
@@ -429,7 +406,11 @@ async fn wait_streaming(rt: &Runtime<'_>, upstream: &str, standby: &str, timeout
 }
 
 /// Ok(None): done; Ok(Some(why)): the guard found it done already.
-async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Result<Option<String>, ExecError> {
+async fn run_step(
+    step: &Step,
+    rt: &Runtime<'_>,
+    bytes: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Option<String>, ExecError> {
     let d = rt.call_deadline;
     let long = rt.long_deadline;
     match &step.action {
@@ -491,7 +472,7 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
             }
             let env = [
                 ("PGPASSFILE".to_string(), passfile.display().to_string()),
-                ("PGAPPNAME".to_string(), copy_app_name(&step.lane)),
+                ("PGAPPNAME".to_string(), model::copy_app_name(&step.lane)),
             ];
             let mut r = Run::new(argv, Duration::from_secs(24 * 3600));
             r.env = &env;
@@ -549,20 +530,10 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
         }
         Action::CheckHba => {
             let n = node(rt, &step.node)?;
-            let c = pg::connect(&n.target, d).await?;
-            let rows = tokio::time::timeout(d, c.query(plan::sql::HBA_ERRORS, &[]))
-                .await
-                .map_err(|_| PgError::Timeout {
-                    what: "read pg_hba_file_rules".into(),
-                    addr: n.target.addr(),
-                    deadline: d,
-                })?
-                .map_err(|e| sql_error(&n.target.addr(), e))?;
-            if rows.is_empty() {
+            let errs = pg::hba_errors(&n.target, d).await?;
+            if errs.is_empty() {
                 Ok(None)
             } else {
-                let errs: Vec<String> =
-                    rows.iter().map(|r| format!("line {}: {}", r.get::<_, i32>(0), r.get::<_, String>(1))).collect();
                 Err(ExecError::Check(format!(
                     "the server rejects pg_hba.conf ({}); it was NOT reloaded: fix `postgres.hba` and run apply-config again",
                     errs.join("; ")
@@ -574,14 +545,7 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
         }
         Action::Promote { timeout_secs } => {
             let n = node(rt, &step.node)?;
-            let c = pg::connect(&n.target, d).await?;
-            let dl = Duration::from_secs(*timeout_secs + 5);
-            let q = format!("SELECT pg_is_in_recovery() AND NOT pg_promote(true, {timeout_secs})");
-            let r = tokio::time::timeout(dl, c.query_one(&q, &[]))
-                .await
-                .map_err(|_| PgError::Timeout { what: "promote".into(), addr: n.target.addr(), deadline: dl })?
-                .map_err(|e| sql_error(&n.target.addr(), e))?;
-            if r.get::<_, bool>(0) {
+            if pg::promote(&n.target, *timeout_secs, d).await? {
                 return Err(ExecError::Check(format!(
                     "{}: promotion did not finish within {timeout_secs}s; see its server log",
                     step.node
@@ -607,20 +571,10 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
             let until = Instant::now() + Duration::from_secs(*timeout_secs);
             let c = pg::connect(&s.target, d).await?;
             loop {
-                let r = tokio::time::timeout(
-                    d,
-                    c.query_one("SELECT greatest(pg_last_wal_replay_lsn(), pg_last_wal_receive_lsn())", &[]),
-                )
-                .await
-                .map_err(|_| PgError::Timeout {
-                    what: "read replay position".into(),
-                    addr: s.target.addr(),
-                    deadline: d,
-                })?
-                .map_err(|e| sql_error(&s.target.addr(), e))?;
+                let lsn = pg::received_lsn(&c, &s.target.addr(), d).await?;
                 // Past the checkpoint record's start = it has the shutdown
                 // checkpoint, the last record the old primary wrote.
-                if r.get::<_, Option<model::PgLsn>>(0).is_some_and(|l| l > ckpt) {
+                if lsn.is_some_and(|l| l > ckpt) {
                     return Ok(None);
                 }
                 if Instant::now() > until {
@@ -648,6 +602,17 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
                 ))
             })?;
             Ok(None)
+        }
+        Action::EndCopy { node: copying } => {
+            let n = node(rt, &step.node)?;
+            let app = model::copy_app_name(copying);
+            match pg::end_copy(&n.target, &model::slot_name(copying), &app, d).await? {
+                0 => Ok(Some("no copy running".into())),
+                k => {
+                    tracing::info!("{}: ended {k} backend(s) of a copy of {copying} still running", step.node);
+                    Ok(None)
+                }
+            }
         }
         Action::ClearIntent => {
             rt.inv(|i| i.state.previous_primary = None);
@@ -709,5 +674,47 @@ async fn run_step(step: &Step, rt: &Runtime<'_>, bytes: &dyn Fn(u64, u64)) -> Re
             rt.home.forget(&name)?;
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An agent spawns `apply` beside its HTTP server: the future must be
+    /// `Send`. `tokio::spawn` refuses to compile otherwise; the run proves
+    /// the step ran and was journaled.
+    #[tokio::test]
+    async fn apply_runs_inside_tokio_spawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let handle = tokio::spawn(async move {
+            let home = Home::new(root);
+            let inv: Inventory = serde_json::from_value(serde_json::json!({
+                "name": "sendable",
+                "nodes": [{"name": "pg1", "host": "127.0.0.1", "port": 5432, "data_dir": "/nonexistent/pg1"}]
+            }))
+            .unwrap();
+            let rt = Runtime {
+                home: &home,
+                inventory: Mutex::new(inv.clone()),
+                nodes: BTreeMap::new(),
+                secrets: home.secrets("sendable", &["postgres"]).unwrap(),
+                journal: Mutex::new(home.journal("sendable").unwrap()),
+                call_deadline: Duration::from_secs(1),
+                long_deadline: Duration::from_secs(1),
+            };
+            let mut plan = Plan::new("sendable", "test");
+            plan.push("", "record", Action::SaveInventory { phase: model::Phase::Ready }, "write it");
+            let mut seen = 0;
+            let report = apply(&plan, &rt, &[], &mut |p| {
+                if matches!(p, Progress::Finished { .. }) {
+                    seen += 1
+                }
+            })
+            .await;
+            (report.ok(), seen, home.load("sendable").is_ok())
+        });
+        assert_eq!(handle.await.unwrap(), (true, 1, true));
     }
 }

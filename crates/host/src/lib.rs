@@ -123,6 +123,16 @@ impl Host {
         }
     }
 
+    /// Run a command as the login (this machine's invoking user, or the SSH
+    /// login), not the OS user: for the pre-check and `--install`, which
+    /// must work before the OS user exists.
+    pub async fn run_login(&self, r: &Run<'_>) -> Result<Output, HostError> {
+        match self {
+            Host::Local(h) => h.as_login().run(r).await,
+            Host::Ssh(h) => h.run_login(r).await,
+        }
+    }
+
     /// Run and require exit status 0.
     pub async fn run_ok(&self, r: &Run<'_>) -> Result<Output, HostError> {
         let o = self.run(r).await?;

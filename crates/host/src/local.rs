@@ -75,6 +75,22 @@ impl LocalHost {
         Ok(LocalHost { user, switch })
     }
 
+    /// This machine as the invoking user, switching to nobody: for the
+    /// pre-check and `--install`, which must work before the OS user exists.
+    pub fn invoking() -> Result<LocalHost, HostError> {
+        let me = nix::unistd::geteuid();
+        let u = nix::unistd::User::from_uid(me)
+            .map_err(|e| HostError::Config(format!("look up uid {me}: {e}")))?
+            .ok_or_else(|| HostError::Config(format!("uid {me} has no user name")))?;
+        let user = OsUser { name: u.name, uid: u.uid.as_raw(), gid: u.gid.as_raw(), home: u.dir };
+        Ok(LocalHost { user, switch: false })
+    }
+
+    /// The same host, running commands as the invoking user.
+    pub fn as_login(&self) -> LocalHost {
+        LocalHost::invoking().unwrap_or_else(|_| LocalHost { user: self.user.clone(), switch: false })
+    }
+
     pub fn user(&self) -> &OsUser {
         &self.user
     }
@@ -110,6 +126,22 @@ impl LocalHost {
         }
         for (k, v) in r.env {
             c.env(k, v);
+        }
+        // The child dies with pgscale: a base copy must not outlive the run
+        // that started it (a re-run would empty the directory under it).
+        // Set after the switch to the OS user (a credential change clears
+        // it); pg_ctl's server is a grandchild and does not inherit it.
+        // SAFETY: prctl is async-signal-safe and touches no memory.
+        let parent = std::process::id() as i32;
+        unsafe {
+            c.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
+                // The parent may already have died between fork and here.
+                if nix::unistd::getppid().as_raw() != parent {
+                    return Err(std::io::Error::other("pgscale exited"));
+                }
+                Ok(())
+            });
         }
         let what = r.what();
         let fut = async {

@@ -76,14 +76,23 @@ impl SshHost {
     }
 
     pub async fn run(&self, r: &Run<'_>) -> Result<Output, HostError> {
+        self.run_as(r, true).await
+    }
+
+    /// Run as the SSH login itself (the pre-check, `--install`).
+    pub async fn run_login(&self, r: &Run<'_>) -> Result<Output, HostError> {
+        self.run_as(r, false).await
+    }
+
+    async fn run_as(&self, r: &Run<'_>, as_os_user: bool) -> Result<Output, HostError> {
         let mut argv: Vec<String> = Vec::new();
         let login = self.target.user.clone().unwrap_or_default();
         // Commands run as the OS user: directly when that is the login,
         // through runuser when logged in as root, else through sudo -n (no
         // password prompt: BatchMode must never wait for input).
-        if login == "root" && self.target.os_user != "root" {
+        if as_os_user && login == "root" && self.target.os_user != "root" {
             argv.extend(["runuser".into(), "-u".into(), self.target.os_user.clone(), "--".into()]);
-        } else if !login.is_empty() && login != self.target.os_user {
+        } else if as_os_user && !login.is_empty() && login != self.target.os_user {
             argv.extend(["sudo".into(), "-n".into(), "-u".into(), self.target.os_user.clone(), "--".into()]);
         }
         if !r.env.is_empty() {

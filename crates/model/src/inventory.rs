@@ -45,6 +45,11 @@ pub struct PostgresSpec {
     /// Accept `trust` on host lines in `hba` (refused otherwise).
     #[serde(skip_serializing_if = "is_false")]
     pub allow_trust: bool,
+    /// Let `init`, `scale-out` and `rejoin` make hosts ready (install the
+    /// server package, create the OS user and directories), as
+    /// `--install` does.
+    #[serde(skip_serializing_if = "is_false")]
+    pub install: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -61,6 +66,7 @@ impl Default for PostgresSpec {
             parameters: BTreeMap::new(),
             hba: Vec::new(),
             allow_trust: false,
+            install: false,
         }
     }
 }

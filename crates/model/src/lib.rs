@@ -2,8 +2,10 @@
 //! (observed state). No I/O happens in this crate.
 
 pub mod inventory;
+pub mod name;
 pub mod observed;
 
 pub use inventory::*;
+pub use name::{copy_app_name, slot_name, valid_name, NodeName};
 pub use observed::*;
 pub use postgres_types::PgLsn;

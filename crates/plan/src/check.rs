@@ -4,7 +4,7 @@
 
 use crate::hba;
 use crate::steps::Ctx;
-use model::{Inventory, Observed, ObservedRole, RunState};
+use model::{slot_name, Inventory, Observed, ObservedRole, RunState};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -128,7 +128,7 @@ pub fn check(inv: &Inventory, obs: &Observed, ctx: &Ctx, input: &CheckInput) -> 
                 ),
                 None => add(Severity::Critical, name, "downstream", format!("{} is not streaming from {name}", d.name)),
             }
-            match o.slots.iter().find(|s| s.name == d.name) {
+            match o.slots.iter().find(|s| s.name == slot_name(&d.name)) {
                 None => add(
                     Severity::Warning,
                     name,
@@ -142,7 +142,7 @@ pub fn check(inv: &Inventory, obs: &Observed, ctx: &Ctx, input: &CheckInput) -> 
             }
         }
         for s in &o.slots {
-            let expected = inv.downstreams_of(name).iter().any(|d| d.name == s.name);
+            let expected = inv.downstreams_of(name).iter().any(|d| slot_name(&d.name) == s.name);
             if !expected {
                 let kept = s.retained_bytes.unwrap_or(0);
                 let sev = if kept >= RETAIN_WARN { Severity::Critical } else { Severity::Warning };

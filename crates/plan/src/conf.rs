@@ -57,7 +57,7 @@ pub fn managed_settings(inv: &Inventory, node: &NodeSpec) -> Vec<(String, String
     match inv.upstream_of(&node.name) {
         Some(up) => {
             v.push(("primary_conninfo".into(), primary_conninfo(inv, node, up)));
-            v.push(("primary_slot_name".into(), node.name.clone()));
+            v.push(("primary_slot_name".into(), model::slot_name(&node.name)));
         }
         None => v.push(("synchronous_standby_names".into(), crate::sync::standby_names(inv))),
     }

@@ -4,7 +4,7 @@
 use crate::scale::{repoint_steps, running, sync_steps};
 use crate::steps::{Action, Ctx, Plan};
 use crate::{argv, conf, sql, sync};
-use model::{Inventory, NodeSpec, Observed, ObservedRole, PgLsn, Phase, RunState, SyncMode};
+use model::{slot_name, Inventory, NodeSpec, Observed, ObservedRole, PgLsn, Phase, RunState, SyncMode};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HaOpts {
@@ -159,13 +159,13 @@ pub fn promote_in_inventory(
 /// rewind (its shutdown was clean and the new primary replayed past it).
 fn restart_as_standby(p: &mut Plan, desired: &Inventory, ctx: &Ctx, obs: &Observed, old: &NodeSpec, new: &NodeSpec) {
     let l = old.name.as_str();
-    if !obs.get(&new.name).is_some_and(|o| o.slots.iter().any(|s| s.name == old.name)) {
+    if !obs.get(&new.name).is_some_and(|o| o.slots.iter().any(|s| s.name == slot_name(&old.name))) {
         p.push_in(
             0,
             l,
             &new.name,
             "slot",
-            Action::Sql { sql: sql::create_slot(&old.name) },
+            Action::Sql { sql: sql::create_slot(&slot_name(&old.name)) },
             format!("{} will stream from {} through its own slot", old.name, new.name),
         );
     }
@@ -192,7 +192,7 @@ fn restart_as_standby(p: &mut Plan, desired: &Inventory, ctx: &Ctx, obs: &Observ
 /// standby: drop all but those of its own downstreams. Not known by name
 /// when it was down at planning time, so the statement finds them itself.
 fn drop_foreign_slots(p: &mut Plan, desired: &Inventory, n: &NodeSpec, obs: &Observed) {
-    let keep: Vec<String> = desired.downstreams_of(&n.name).iter().map(|d| d.name.clone()).collect();
+    let keep: Vec<String> = desired.downstreams_of(&n.name).iter().map(|d| slot_name(&d.name)).collect();
     let seen = obs.get(&n.name).map(|o| o.slots.iter().filter(|s| !keep.contains(&s.name)).count());
     if seen == Some(0)
         && obs.get(&n.name).is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Standby)
@@ -496,17 +496,27 @@ pub fn plan_rejoin(
         Action::WritePassfile { path: conf::passfile(&n), user: desired.postgres.replication_user.clone() },
         "pg_rewind/pg_basebackup and the WAL receiver read the password here",
     );
-    if !obs.get(&up.name).is_some_and(|o| o.slots.iter().any(|s| s.name == n.name)) {
+    if !obs.get(&up.name).is_some_and(|o| o.slots.iter().any(|s| s.name == slot_name(&n.name))) {
         p.push_in(
             0,
             l,
             &up.name,
             "slot",
-            Action::Sql { sql: sql::create_slot(&n.name) },
+            Action::Sql { sql: sql::create_slot(&slot_name(&n.name)) },
             format!("slot {} on {} before it copies or streams", n.name, up.name),
         );
     }
     if reclone || !f.initialized {
+        // A copy left running by a pgscale that died would go on writing
+        // into the directory we are about to empty: end it first.
+        p.push_in(
+            0,
+            l,
+            &up.name,
+            "end-copy",
+            Action::EndCopy { node: n.name.clone() },
+            "a copy still in flight must not write into the emptied directory",
+        );
         p.push_in(
             0,
             l,
@@ -529,7 +539,7 @@ pub fn plan_rejoin(
                     &up.host,
                     up.port,
                     &desired.postgres.replication_user,
-                    &n.name,
+                    &slot_name(&n.name),
                 ),
             },
             format!("a fresh copy of {}", up.name),

@@ -5,7 +5,7 @@
 use crate::steps::{Action, Ctx, Plan};
 use crate::validate::{DirState, NodeFacts};
 use crate::{argv, conf, hba};
-use model::{Inventory, Phase};
+use model::{Inventory, NodeObservation, Observed, ObservedRole, Phase, RunState};
 
 /// What init found on the primary's host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +21,26 @@ pub struct InitFacts {
 /// initdb can read it and nobody else can.
 fn pwfile(n: &model::NodeSpec) -> std::path::PathBuf {
     n.socket_dir().join(".pgscale-pwfile")
+}
+
+/// The primary as init leaves it: running, no slots, no synchronous
+/// standbys, pg_hba with every peer. A new cluster's standbys are planned
+/// against this before the primary exists (init's dry run, and a re-run
+/// that finds the primary not started yet).
+pub fn primary_after_init(inv: &Inventory) -> Observed {
+    let mut obs = Observed::default();
+    if let Some(p) = inv.primary() {
+        let mut o = NodeObservation::unanswered(&p.name, RunState::Running, "");
+        o.error = None;
+        o.role = ObservedRole::Primary;
+        o.synchronous_standby_names = Some(String::new());
+        let settings = conf::managed_settings(inv, p);
+        let get = |k: &str| settings.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.parse().ok());
+        o.max_wal_senders = get("max_wal_senders");
+        o.max_replication_slots = get("max_replication_slots");
+        obs.nodes.insert(p.name.clone(), o);
+    }
+    obs
 }
 
 pub fn plan_init(inv: &Inventory, ctx: &Ctx, f: &InitFacts) -> Plan {

@@ -9,6 +9,7 @@ pub mod conf;
 pub mod destroy;
 pub mod ha;
 pub mod hba;
+pub mod hostcheck;
 pub mod init;
 pub mod load;
 pub mod scale;

@@ -6,7 +6,7 @@
 use crate::steps::{Action, Ctx, Plan};
 use crate::validate::{DirState, NodeFacts};
 use crate::{argv, conf, hba, sql, sync};
-use model::{Inventory, NodeSpec, Observed, ObservedRole, Phase, RunState};
+use model::{slot_name, Inventory, NodeSpec, Observed, ObservedRole, Phase, RunState};
 use std::collections::BTreeMap;
 
 /// What the new node's host shows.
@@ -190,7 +190,8 @@ pub fn plan_scale_out(
         let done = facts.get(&n.name).is_some_and(|f| f.running);
         let e = need.entry(u.name.as_str()).or_default();
         e.0 += if done { 0 } else { 2 };
-        e.1 += if obs.get(&u.name).is_some_and(|o| o.slots.iter().any(|s| s.name == n.name)) { 0 } else { 1 };
+        e.1 +=
+            if obs.get(&u.name).is_some_and(|o| o.slots.iter().any(|s| s.name == slot_name(&n.name))) { 0 } else { 1 };
     }
     for (u, (senders, slots)) in need {
         let o = obs.get(u).expect("running upstream observed");
@@ -239,14 +240,14 @@ pub fn plan_scale_out(
         let l = n.name.as_str();
         // The slot comes before the copy (pg_basebackup -S): WAL the new
         // node still needs is kept from the first byte.
-        let has_slot = obs.get(&u.name).is_some_and(|o| o.slots.iter().any(|s| s.name == n.name));
+        let has_slot = obs.get(&u.name).is_some_and(|o| o.slots.iter().any(|s| s.name == slot_name(&n.name)));
         if !has_slot {
             p.push_in(
                 w,
                 l,
                 &u.name,
                 "slot",
-                Action::Sql { sql: sql::create_slot(&n.name) },
+                Action::Sql { sql: sql::create_slot(&slot_name(&n.name)) },
                 format!("slot {} on {} keeps the WAL the copy needs", n.name, u.name),
             );
         }
@@ -278,6 +279,17 @@ pub fn plan_scale_out(
         );
         if !f.copied && !f.running {
             if f.dirs.data_dir == DirState::NotEmpty {
+                // A copy left running by a pgscale that died (on any host)
+                // would go on writing into the directory: end it on the
+                // upstream first, then empty the directory.
+                p.push_in(
+                    w,
+                    l,
+                    &u.name,
+                    "end-copy",
+                    Action::EndCopy { node: n.name.clone() },
+                    "a copy still in flight must not write into the directory being emptied",
+                );
                 p.push_in(
                     w,
                     l,
@@ -301,7 +313,7 @@ pub fn plan_scale_out(
                         &u.host,
                         u.port,
                         &desired.postgres.replication_user,
-                        &n.name,
+                        &slot_name(&n.name),
                     ),
                 },
                 format!("base copy of {} through slot {}", u.name, n.name),
@@ -359,14 +371,14 @@ pub(crate) fn repoint_steps(p: &mut Plan, wave: u32, desired: &Inventory, obs: &
             continue;
         }
         let l = d.name.as_str();
-        let has_slot = obs.get(&u.name).is_some_and(|uo| uo.slots.iter().any(|s| s.name == d.name));
+        let has_slot = obs.get(&u.name).is_some_and(|uo| uo.slots.iter().any(|s| s.name == slot_name(&d.name)));
         if !has_slot {
             p.push_in(
                 wave,
                 l,
                 &u.name,
                 "slot",
-                Action::Sql { sql: sql::create_slot(&d.name) },
+                Action::Sql { sql: sql::create_slot(&slot_name(&d.name)) },
                 format!("slot {} on its new upstream {} first", d.name, u.name),
             );
         }
@@ -383,7 +395,7 @@ pub(crate) fn repoint_steps(p: &mut Plan, wave: u32, desired: &Inventory, obs: &
             l,
             l,
             "slot-name",
-            Action::Sql { sql: sql::alter_system_set("primary_slot_name", &d.name) },
+            Action::Sql { sql: sql::alter_system_set("primary_slot_name", &slot_name(&d.name)) },
             "through its own slot there",
         );
         p.push_in(wave, l, l, "reload", Action::Reload, "the WAL receiver reconnects to the new upstream");
@@ -495,13 +507,13 @@ pub fn plan_scale_in(
     // WAL until the disk fills.
     for n in &leaving {
         for holder in desired.staying().filter(|h| running(obs, &h.name)) {
-            if obs.get(&holder.name).is_some_and(|o| o.slots.iter().any(|s| s.name == n.name)) {
+            if obs.get(&holder.name).is_some_and(|o| o.slots.iter().any(|s| s.name == slot_name(&n.name))) {
                 p.push_in(
                     3,
                     &holder.name,
                     &holder.name,
                     &format!("drop-slot-{}", n.name),
-                    Action::Sql { sql: sql::drop_slot(&n.name) },
+                    Action::Sql { sql: sql::drop_slot(&slot_name(&n.name)) },
                     format!("{} leaves: its slot must not pin WAL", n.name),
                 );
             }

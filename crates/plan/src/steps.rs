@@ -107,6 +107,12 @@ pub enum Action {
         controldata: Vec<String>,
         argv: Vec<String>,
     },
+    /// On the step's node (an upstream): end a base copy of `node` that is
+    /// still in flight (a pgscale that died left it running), so the
+    /// directory can be emptied and copied again.
+    EndCopy {
+        node: String,
+    },
     /// The role change is complete: forget `previous_primary`.
     ClearIntent,
     /// Clear `needs_rejoin` for a node in the inventory.
@@ -167,6 +173,7 @@ impl Action {
             Action::WaitReplay { .. } => "read-only",
             Action::Rewind { .. } => "already rewound (in archive recovery): skip",
             Action::MarkRejoined { .. } => "idempotent",
+            Action::EndCopy { .. } => "no copy running: skip",
             Action::ClearIntent => "idempotent",
             Action::ForgetNode { .. } => "not in the inventory: skip",
             Action::Reload => "idempotent",
@@ -212,6 +219,11 @@ impl Action {
             }
             Action::Rewind { argv, .. } => format!("run: {}", argv.join(" ")),
             Action::MarkRejoined { node } => format!("record that {node} no longer needs a rejoin"),
+            Action::EndCopy { node } => format!(
+                "end a copy of {node} still running (the walsender of slot {} and backends named {})",
+                model::slot_name(node),
+                model::copy_app_name(node)
+            ),
             Action::ClearIntent => "record that the role change is complete".into(),
             Action::ForgetNode { node } => format!("remove {node} from the inventory"),
             Action::Reload => "sql: SELECT pg_reload_conf()".into(),
@@ -293,6 +305,26 @@ impl Plan {
             action,
             reason: reason.into(),
         });
+    }
+
+    /// Run `next` after this plan, as one plan: this plan's steps first, in
+    /// order and alone (wave 0, no lanes), then `next`'s waves and lanes.
+    /// `next`'s steps whose id this plan already has are dropped (both
+    /// start with the same `record`).
+    pub fn then(mut self, next: Plan) -> Plan {
+        for s in &mut self.steps {
+            s.wave = 0;
+            s.lane = String::new();
+        }
+        let have: std::collections::BTreeSet<String> = self.steps.iter().map(|s| s.id.clone()).collect();
+        for mut s in next.steps.into_iter().filter(|s| !have.contains(&s.id)) {
+            s.wave += 1;
+            self.steps.push(s);
+        }
+        self.parallel = self.parallel.max(next.parallel);
+        self.keep_going |= next.keep_going;
+        self.notes.extend(next.notes);
+        self
     }
 
     /// Mark the last step best-effort.

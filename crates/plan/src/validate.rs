@@ -11,9 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Node and cluster names become application_name, slot names and
 /// directory names: `[a-z0-9_]{1,63}`.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
+pub use model::valid_name;
 
 /// PostgreSQL role names we create: an unquoted-safe identifier.
 pub fn valid_role(s: &str) -> bool {

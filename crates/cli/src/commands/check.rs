@@ -1,39 +1,23 @@
-use super::{observed_hba, Cluster, WAIT};
+//! Nagios exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. UNKNOWN when
+//! pgscale itself cannot do its job (no such cluster, an unreadable home,
+//! an internal error); a node that cannot be reached is CRITICAL.
+
 use crate::args::{CheckArgs, OutputFormat};
-use journal::Home;
-use plan::check::{overall, CheckInput, Severity};
+use ops::Env;
+use plan::check::Severity;
 
-/// Disk use of a directory's filesystem, percent (`df -P`).
-async fn disk_pct(h: &host::Host, path: &std::path::Path, d: std::time::Duration) -> Option<u8> {
-    let argv = vec!["df".to_string(), "-P".into(), path.display().to_string()];
-    let o = h.run(&host::Run::new(&argv, d)).await.ok()?;
-    let line = o.stdout.lines().nth(1)?;
-    line.split_whitespace().nth(4)?.trim_end_matches('%').parse().ok()
-}
-
-pub async fn run(home: &Home, fmt: OutputFormat, a: CheckArgs) -> anyhow::Result<u8> {
-    let inv = match home.load(&a.name) {
-        Ok(i) => i,
+pub async fn run(env: Env<'_>, fmt: OutputFormat, a: CheckArgs) -> u8 {
+    let c = match ops::check::run(env.home, &a.name, a.node.as_deref(), a.timeout).await {
+        Ok(c) => c,
         Err(e) => {
-            println!("UNKNOWN: {e}");
-            return Ok(Severity::Unknown.code());
+            if fmt == OutputFormat::Json {
+                println!("{}", serde_json::json!({"cluster": a.name, "status": "unknown", "error": e.message}));
+            } else {
+                println!("UNKNOWN: {}", e.message);
+            }
+            return Severity::Unknown.code();
         }
     };
-    let cl = Cluster::open(home, inv.clone(), a.timeout, true).await?;
-    let obs = pg::probe_all(&cl.targets(), a.timeout).await;
-    let mut input = CheckInput { hba: observed_hba(&cl, &obs, a.timeout).await, ..Default::default() };
-    for n in &inv.nodes {
-        if let Some(Ok(h)) = cl.hosts.get(&n.name) {
-            if let Some(p) = disk_pct(h, &n.data_dir, a.timeout).await {
-                input.disk_used_pct.insert(n.name.clone(), p);
-            }
-        }
-    }
-    let mut findings = plan::check::check(&inv, &obs, &cl.ctx(WAIT), &input);
-    if let Some(n) = &a.node {
-        findings.retain(|f| &f.node == n);
-    }
-    let status = overall(&findings);
     let word = |s: Severity| match s {
         Severity::Ok => "OK",
         Severity::Warning => "WARNING",
@@ -41,14 +25,14 @@ pub async fn run(home: &Home, fmt: OutputFormat, a: CheckArgs) -> anyhow::Result
         Severity::Unknown => "UNKNOWN",
     };
     if fmt == OutputFormat::Json {
-        println!("{}", serde_json::json!({"cluster": inv.name, "status": status, "findings": findings}));
+        println!("{}", serde_json::json!({"cluster": c.cluster, "status": c.status, "findings": c.findings}));
     } else {
-        for f in &findings {
+        for f in &c.findings {
             println!("{} {} {}: {}", word(f.severity), f.node, f.check, f.message);
         }
-        if findings.is_empty() {
-            println!("OK: cluster {}: {} node(s), nothing to report", inv.name, inv.nodes.len());
+        if c.findings.is_empty() {
+            println!("OK: cluster {}: {} node(s), nothing to report", c.cluster, c.nodes);
         }
     }
-    Ok(status.code())
+    c.status.code()
 }

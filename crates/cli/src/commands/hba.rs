@@ -1,34 +1,20 @@
-use super::Cluster;
 use crate::args::{HbaArgs, OutputFormat};
-use crate::fail::{failed, invalid};
-use journal::Home;
+use ops::error::OpError;
+use ops::Env;
 
-pub async fn run(home: &Home, fmt: OutputFormat, a: HbaArgs) -> anyhow::Result<u8> {
-    let inv = home.load(&a.name)?;
-    let node = match &a.node {
-        Some(n) => inv.node(n).ok_or_else(|| invalid(format!("node `{n}` is not in cluster {}", inv.name)))?.clone(),
-        None => inv.primary().ok_or_else(|| invalid("the cluster has no nodes"))?.clone(),
-    };
-    let cl = Cluster::open(home, inv.clone(), a.timeout, true).await?;
-    let want = plan::hba::render(&inv, &cl.os_user, &cl.peers);
-    let target =
-        cl.targets().into_iter().find(|(n, _)| *n == node.name).map(|(_, t)| t).expect("every node has a target");
-    let obs = pg::config_obs(&target, &[], a.timeout)
-        .await
-        .map_err(|e| failed(format!("read pg_hba.conf of {}: {e}", node.name)))?;
-    let have = obs.hba.unwrap_or_default();
-    let matches = have == want;
+pub async fn run(env: Env<'_>, fmt: OutputFormat, a: HbaArgs) -> Result<u8, OpError> {
+    let h = ops::hba::read(env.home, &a.name, a.node.as_deref(), a.timeout).await?;
     if fmt == OutputFormat::Json {
         println!(
             "{}",
-            serde_json::json!({"cluster": inv.name, "node": node.name, "hba": have, "matches_inventory": matches})
+            serde_json::json!({"cluster": h.cluster, "node": h.node, "hba": h.have, "matches_inventory": h.matches})
         );
     } else {
-        print!("{have}");
-        if matches {
-            eprintln!("({}: pg_hba.conf matches the inventory)", node.name);
+        print!("{}", h.have);
+        if h.matches {
+            eprintln!("({}: pg_hba.conf matches the inventory)", h.node);
         } else {
-            eprintln!("({}: pg_hba.conf DIFFERS from the inventory: `pgscale apply-config -n {} -c FILE --dry-run` shows the change)", node.name, inv.name);
+            eprintln!("({}: pg_hba.conf DIFFERS from the inventory: `pgscale apply-config -n {} -c FILE --dry-run` shows the change)", h.node, h.cluster);
         }
     }
     Ok(0)

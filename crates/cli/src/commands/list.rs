@@ -1,8 +1,10 @@
 use crate::args::OutputFormat;
 use comfy_table::{presets, Table};
-use journal::Home;
+use ops::error::OpError;
+use ops::Env;
 
-pub fn run(home: &Home, fmt: OutputFormat) -> anyhow::Result<u8> {
+pub fn run(env: Env<'_>, fmt: OutputFormat) -> Result<u8, OpError> {
+    let home = env.home;
     let mut rows = Vec::new();
     for name in home.list()? {
         let inv = home.load(&name)?;

@@ -1,9 +1,13 @@
+//! One module per command: build the typed request from the arguments,
+//! call the operation in `ops`, print what it returns.
+
 mod apply_config;
 mod check;
 mod demo;
 mod destroy;
 mod ha;
 mod hba;
+mod host;
 mod init;
 mod list;
 mod psql;
@@ -12,42 +16,41 @@ mod scale_in;
 mod scale_out;
 mod status;
 
-use crate::args::{Cli, Command};
-use crate::fail::{invalid, problems};
-use crate::resolve;
-use exec::{NodeRt, Runtime};
-use host::Host;
+use crate::args::{Cli, Command, OutputFormat};
+use crate::output::print_plan;
+use crate::term::TermUi;
 use journal::Home;
-use model::Inventory;
-use plan::Locations;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use ops::error::{invalid, OpError};
+use ops::{Env, Outcome};
+use std::path::PathBuf;
 
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+pub async fn run(cli: Cli) -> Result<u8, OpError> {
     let home = Home::new(home_dir(cli.home.clone())?);
     let fmt = cli.output;
+    let ui = TermUi::new(fmt);
     let argv: Vec<String> = std::env::args().collect();
+    let env = Env { home: &home, ui: &ui, argv: &argv };
     match cli.command {
-        Command::Init(a) => init::run(&home, fmt, a, &argv).await,
-        Command::Status(a) => status::run(&home, fmt, a).await,
-        Command::Psql(a) => psql::run(&home, a).await,
-        Command::Destroy(a) => destroy::run(&home, fmt, a, &argv).await,
-        Command::List => list::run(&home, fmt),
-        Command::Hba(a) => hba::run(&home, fmt, a).await,
-        Command::ApplyConfig(a) => apply_config::run(&home, fmt, a, &argv).await,
-        Command::Demo(a) => demo::run(&home, a).await,
-        Command::ScaleOut(a) => scale_out::run(&home, fmt, a, &argv).await,
-        Command::ScaleIn(a) => scale_in::run(&home, fmt, a, &argv).await,
-        Command::Resume(a) => resume::run(&home, fmt, a, &argv).await,
-        Command::Switchover(a) => ha::switchover(&home, fmt, a, &argv).await,
-        Command::Failover(a) => ha::failover(&home, fmt, a, &argv).await,
-        Command::Rejoin(a) => ha::rejoin(&home, fmt, a, &argv).await,
-        Command::Check(a) => check::run(&home, fmt, a).await,
+        Command::Init(a) => init::run(env, fmt, a).await,
+        Command::Status(a) => status::run(env, fmt, a).await,
+        Command::Psql(a) => psql::run(env, a),
+        Command::Destroy(a) => destroy::run(env, fmt, a).await,
+        Command::List => list::run(env, fmt),
+        Command::Hba(a) => hba::run(env, fmt, a).await,
+        Command::ApplyConfig(a) => apply_config::run(env, fmt, a).await,
+        Command::Demo(a) => demo::run(env, a).await,
+        Command::ScaleOut(a) => scale_out::run(env, fmt, a).await,
+        Command::ScaleIn(a) => scale_in::run(env, fmt, a).await,
+        Command::Resume(a) => resume::run(env, fmt, a).await,
+        Command::Switchover(a) => ha::switchover(env, fmt, a).await,
+        Command::Failover(a) => ha::failover(env, fmt, a).await,
+        Command::Rejoin(a) => ha::rejoin(env, fmt, a).await,
+        Command::Check(a) => Ok(check::run(env, fmt, a).await),
+        Command::Host(crate::args::HostCommand::Check(a)) => host::check(env, fmt, a).await,
     }
 }
 
-fn home_dir(opt: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+fn home_dir(opt: Option<PathBuf>) -> Result<PathBuf, OpError> {
     if let Some(h) = opt {
         return Ok(h);
     }
@@ -57,127 +60,15 @@ fn home_dir(opt: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Parse and statically validate an inventory file.
-pub fn read_inventory_file(path: &Path) -> anyhow::Result<(Inventory, Locations)> {
-    let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("read {}: {e}", path.display())))?;
-    let file = path.display().to_string();
-    let (inv, locs) = plan::parse_inventory(&file, &text).map_err(|p| problems(&p))?;
-    let mut ps = plan::validate::user_state_problems(Some(&inv.state), &inv.nodes, &locs);
-    ps.extend(plan::validate::validate_static(&inv, &locs));
-    if !ps.is_empty() {
-        return Err(problems(&ps));
-    }
-    Ok((inv, locs))
-}
-
-/// A cluster recorded in the home, ready to be acted on.
-pub struct Cluster {
-    pub inv: Inventory,
-    pub hosts: BTreeMap<String, Result<Host, String>>,
-    pub secrets: journal::Secrets,
-    pub bin_dir: PathBuf,
-    pub os_user: String,
-    pub peers: Vec<std::net::IpAddr>,
-}
-
-impl Cluster {
-    /// Resolve hosts (SSH connections made here, each with the deadline).
-    /// `dry_run`: write nothing to the home (secrets stay in memory).
-    pub async fn open(home: &Home, inv: Inventory, deadline: Duration, dry_run: bool) -> anyhow::Result<Cluster> {
-        let hosts = resolve::hosts(&inv, deadline).await?;
-        let users = resolve::secret_users(&inv);
-        let secrets =
-            if dry_run { home.secrets_readonly(&inv.name, &users)? } else { home.secrets(&inv.name, &users)? };
-        let os_user = resolve::os_user_name(&inv);
-        let primary = inv.primary().ok_or_else(|| invalid("the inventory has no nodes"))?;
-        let bin_dir = match (&inv.postgres.bin_dir, hosts.get(&primary.name)) {
-            (Some(b), _) => b.clone(),
-            (None, Some(Ok(h))) => resolve::bin_dir(&inv, h, deadline).await?,
-            (None, Some(Err(e))) => {
-                return Err(crate::fail::failed(format!("reach the primary {}: {e}", primary.name)))
-            }
-            (None, None) => return Err(invalid("the primary has no host")),
-        };
-        let peers = resolve::peers(&inv, deadline).await;
-        Ok(Cluster { inv, hosts, secrets, bin_dir, os_user, peers })
-    }
-
-    pub fn ctx(&self, wait: Duration) -> plan::steps::Ctx {
-        plan::steps::Ctx {
-            bin_dir: self.bin_dir.clone(),
-            os_user: self.os_user.clone(),
-            peers: self.peers.clone(),
-            wait_secs: wait.as_secs().max(1),
+/// Print what a mutating operation returned; exit 0.
+pub fn show(env: Env<'_>, fmt: OutputFormat, out: &Outcome) -> u8 {
+    match out {
+        Outcome::Planned(p) => print_plan(p, fmt),
+        Outcome::Applied { plan, report: None } if plan.is_empty() => {
+            env.ui.say("nothing to do: the cluster already matches")
         }
+        Outcome::Applied { .. } => {}
+        Outcome::Unchanged(why) => env.ui.say(why),
     }
-
-    pub fn targets(&self) -> Vec<(String, pg::Target)> {
-        resolve::targets(&self.inv, &self.secrets)
-    }
-
-    pub fn runtime<'h>(
-        &self,
-        home: &'h Home,
-        desired: Inventory,
-        call: Duration,
-        long: Duration,
-    ) -> anyhow::Result<Runtime<'h>> {
-        let targets: BTreeMap<_, _> = self.targets().into_iter().collect();
-        let nodes = self
-            .hosts
-            .iter()
-            .filter_map(|(n, h)| {
-                Some((n.clone(), NodeRt { host: h.as_ref().ok()?.clone(), target: targets.get(n)?.clone() }))
-            })
-            .collect();
-        Ok(Runtime {
-            home,
-            inventory: std::sync::Mutex::new(desired),
-            nodes,
-            secrets: self.secrets.clone(),
-            journal: std::sync::Mutex::new(home.journal(&self.inv.name)?),
-            call_deadline: call,
-            long_deadline: long,
-        })
-    }
-}
-
-/// pg_ctl waits: long enough for crash recovery of a busy server.
-pub const WAIT: Duration = Duration::from_secs(60);
-
-/// What a node's host shows about its directories and server.
-pub struct HostFacts {
-    pub dirs: plan::validate::NodeFacts,
-    /// PG_VERSION exists.
-    pub initialized: bool,
-    /// backup_manifest exists: a base copy finished.
-    pub copied: bool,
-    /// pg_ctl status: a server runs in the data directory.
-    pub running: bool,
-}
-
-pub async fn host_facts(h: &Host, n: &model::NodeSpec, bin_dir: &Path, d: Duration) -> anyhow::Result<HostFacts> {
-    let data = h.dir_state(&n.data_dir, d).await?;
-    let sock = h.dir_state(&n.socket_dir(), d).await?;
-    let initialized = h.file_exists(&n.data_dir.join("PG_VERSION"), d).await?;
-    let copied = h.file_exists(&n.data_dir.join("backup_manifest"), d).await?;
-    let running =
-        initialized && h.run(&host::Run::new(&plan::argv::pg_ctl_status(bin_dir, &n.data_dir), d)).await?.ok();
-    let port_in_use = pg::tcp_listening(&n.host, n.port, Duration::from_secs(1).min(d)).await;
-    Ok(HostFacts {
-        dirs: plan::validate::NodeFacts { data_dir: data, socket_dir: sock, port_in_use },
-        initialized,
-        copied,
-        running,
-    })
-}
-
-/// pg_hba.conf of every running node (for planners that keep it right).
-pub async fn observed_hba(cl: &Cluster, obs: &model::Observed, d: Duration) -> BTreeMap<String, String> {
-    let futs = cl
-        .targets()
-        .into_iter()
-        .filter(|(n, _)| obs.get(n).is_some_and(|o| o.is_running()))
-        .map(|(n, t)| async move { (n, pg::config_obs(&t, &[], d).await.ok().and_then(|o| o.hba)) });
-    futures::future::join_all(futs).await.into_iter().filter_map(|(n, h)| Some((n, h?))).collect()
+    0
 }

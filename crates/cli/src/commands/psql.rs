@@ -1,10 +1,12 @@
 use crate::args::PsqlArgs;
-use crate::fail::invalid;
-use journal::Home;
+use ops::error::{failed, invalid, OpError};
+use ops::Env;
+
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
-pub async fn run(home: &Home, a: PsqlArgs) -> anyhow::Result<u8> {
+pub fn run(env: Env<'_>, a: PsqlArgs) -> Result<u8, OpError> {
+    let home = env.home;
     let inv = home.load(&a.name)?;
     let node = match &a.node {
         Some(n) => inv.node(n).ok_or_else(|| invalid(format!("node `{n}` is not in cluster {}", inv.name)))?,
@@ -30,7 +32,5 @@ pub async fn run(home: &Home, a: PsqlArgs) -> anyhow::Result<u8> {
     let prog = if psql.is_absolute() { psql.display().to_string() } else { "psql".into() };
     // The password comes from PGPASSFILE (mode 0600), never argv.
     let err = std::process::Command::new(prog).args(&argv[1..]).env("PGPASSFILE", secrets).exec();
-    Err(crate::fail::failed(format!(
-        "run psql: {err} (install the PostgreSQL client: apt-get install postgresql-client)"
-    )))
+    Err(failed(format!("run psql: {err} (install the PostgreSQL client: apt-get install postgresql-client)")))
 }

@@ -1,8 +1,10 @@
 //! From an inventory to what the executor needs: a host per node (local or
 //! SSH), the OS user, the server binaries, the addresses pg_hba must allow,
-//! the admin connections. Every lookup has a deadline.
+//! the admin connections. Every lookup has a deadline, and lookups of
+//! different nodes run at the same time: N dead hosts cost one deadline.
 
-use crate::fail::invalid;
+use crate::error::{failed, invalid, OpError};
+use futures::future::join_all;
 use host::{Host, LocalHost, OsUser, SshHost, SshTarget};
 use model::{Inventory, NodeSpec, Transport};
 use pg::Target;
@@ -58,49 +60,60 @@ pub async fn is_local(n: &NodeSpec, deadline: Duration) -> bool {
 /// Addresses that must be allowed in pg_hba: each node's addresses and the
 /// address this machine (where pgscale runs) uses to reach each node.
 pub async fn peers(inv: &Inventory, deadline: Duration) -> Vec<IpAddr> {
-    let mut v = Vec::new();
     // A leaving node's address is no longer a peer.
-    for n in inv.staying() {
-        for ip in addrs_of(&n.host, deadline).await {
-            v.push(ip);
-            v.extend(source_address(&ip));
-        }
+    let found = join_all(inv.staying().map(|n| addrs_of(&n.host, deadline))).await;
+    let mut v = Vec::new();
+    for ip in found.into_iter().flatten() {
+        v.push(ip);
+        v.extend(source_address(&ip));
     }
     v.sort();
     v.dedup();
     v
 }
 
+pub fn ssh_target(n: &NodeSpec, os_user: &str) -> SshTarget {
+    let spec = n.ssh.clone().unwrap_or_default();
+    SshTarget {
+        host: n.host.clone(),
+        user: Some(spec.user.clone().unwrap_or_else(|| os_user.to_string())),
+        port: spec.port,
+        identity_file: spec.identity_file.clone(),
+        known_hosts_file: spec.known_hosts_file.clone(),
+        config_file: spec.config_file.clone(),
+        os_user: os_user.to_string(),
+    }
+}
+
 /// A host per node; a node whose host cannot be reached gets the error.
-pub async fn hosts(inv: &Inventory, deadline: Duration) -> anyhow::Result<BTreeMap<String, Result<Host, String>>> {
+/// Name lookups and SSH connections run in parallel, one per distinct host.
+pub async fn hosts(inv: &Inventory, deadline: Duration) -> Result<BTreeMap<String, Result<Host, String>>, OpError> {
     let user = os_user_name(inv);
-    let mut local: Option<Host> = None;
-    let mut ssh: BTreeMap<String, Result<Host, String>> = BTreeMap::new();
+    let local_flags = join_all(inv.nodes.iter().map(|n| is_local(n, deadline))).await;
+    let local = if local_flags.iter().any(|l| *l) {
+        let u = OsUser::lookup(&user).map_err(|e| invalid(e.to_string()))?;
+        Some(Host::Local(LocalHost::new(u).map_err(|e| invalid(e.to_string()))?))
+    } else {
+        None
+    };
+    let mut keys: BTreeMap<String, SshTarget> = BTreeMap::new();
+    for (n, l) in inv.nodes.iter().zip(&local_flags) {
+        if !l {
+            let t = ssh_target(n, &user);
+            keys.entry(format!("{t:?}")).or_insert(t);
+        }
+    }
+    let connected = join_all(keys.into_iter().map(|(k, t)| async move {
+        (k, SshHost::connect(t, deadline).await.map(Host::Ssh).map_err(|e| e.to_string()))
+    }))
+    .await;
+    let ssh: BTreeMap<String, Result<Host, String>> = connected.into_iter().collect();
     let mut out = BTreeMap::new();
-    for n in &inv.nodes {
-        let h = if is_local(n, deadline).await {
-            if local.is_none() {
-                let u = OsUser::lookup(&user).map_err(|e| invalid(e.to_string()))?;
-                local = Some(Host::Local(LocalHost::new(u).map_err(|e| invalid(e.to_string()))?));
-            }
-            Ok(local.clone().expect("set above"))
+    for (n, l) in inv.nodes.iter().zip(local_flags) {
+        let h = if l {
+            Ok(local.clone().expect("made above"))
         } else {
-            let spec = n.ssh.clone().unwrap_or_default();
-            let key = format!("{}|{:?}", n.host, spec);
-            if !ssh.contains_key(&key) {
-                let t = SshTarget {
-                    host: n.host.clone(),
-                    user: Some(spec.user.clone().unwrap_or_else(|| user.clone())),
-                    port: spec.port,
-                    identity_file: spec.identity_file.clone(),
-                    known_hosts_file: spec.known_hosts_file.clone(),
-                    config_file: spec.config_file.clone(),
-                    os_user: user.clone(),
-                };
-                let r = SshHost::connect(t, deadline).await.map(Host::Ssh).map_err(|e| e.to_string());
-                ssh.insert(key.clone(), r);
-            }
-            ssh[&key].clone()
+            ssh[&format!("{:?}", ssh_target(n, &user))].clone()
         };
         out.insert(n.name.clone(), h);
     }
@@ -108,21 +121,21 @@ pub async fn hosts(inv: &Inventory, deadline: Duration) -> anyhow::Result<BTreeM
 }
 
 /// The server binaries: the inventory's, else found on the primary's host.
-pub async fn bin_dir(inv: &Inventory, primary_host: &Host, deadline: Duration) -> anyhow::Result<PathBuf> {
+pub async fn bin_dir(inv: &Inventory, primary_host: &Host, deadline: Duration) -> Result<PathBuf, OpError> {
     if let Some(b) = &inv.postgres.bin_dir {
         let argv = vec!["test".to_string(), "-x".into(), b.join("initdb").display().to_string()];
         if !primary_host.run(&host::Run::new(&argv, deadline)).await?.ok() {
             return Err(invalid(format!(
-                "postgres.bin_dir {} has no initdb on {}; install the PostgreSQL server package or fix the path",
+                "postgres.bin_dir {} has no initdb on {}; install the PostgreSQL server package (or run with --install) or fix the path",
                 b.display(),
                 primary_host.describe()
             )));
         }
         return Ok(b.clone());
     }
-    pg::find_bin_dir(primary_host, deadline).await?.ok_or_else(|| {
+    pg::find_bin_dir(primary_host, deadline).await.map_err(|e| failed(e.to_string()))?.ok_or_else(|| {
         invalid(format!(
-            "no PostgreSQL server binaries (initdb, pg_ctl) found on {}: install them (Debian: apt-get install postgresql) or set `postgres.bin_dir`",
+            "no PostgreSQL server binaries (initdb, pg_ctl) found on {}: install them (Debian: apt-get install postgresql; or run `pgscale host check --install`) or set `postgres.bin_dir`",
             primary_host.describe()
         ))
     })

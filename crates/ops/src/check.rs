@@ -1,0 +1,53 @@
+//! check: health findings with Nagios severities. When pgscale itself
+//! cannot do its job (no such cluster, an unreadable home, an internal
+//! error) the caller reports UNKNOWN; a node that cannot be reached is a
+//! CRITICAL finding.
+
+use crate::cluster::{observed_hba, Cluster, WAIT};
+use crate::error::OpError;
+use journal::Home;
+use plan::check::{overall, CheckInput, Finding, Severity};
+use std::time::Duration;
+
+pub struct Checked {
+    pub cluster: String,
+    pub nodes: usize,
+    pub findings: Vec<Finding>,
+    pub status: Severity,
+}
+
+/// Disk use of a directory's filesystem, percent (`df -P`).
+async fn disk_pct(h: &host::Host, path: &std::path::Path, d: Duration) -> Option<u8> {
+    let argv = vec!["df".to_string(), "-P".into(), path.display().to_string()];
+    let o = h.run(&host::Run::new(&argv, d)).await.ok()?;
+    let line = o.stdout.lines().nth(1)?;
+    line.split_whitespace().nth(4)?.trim_end_matches('%').parse().ok()
+}
+
+pub async fn run(home: &Home, name: &str, node: Option<&str>, timeout: Duration) -> Result<Checked, OpError> {
+    let inv = home.load(name)?;
+    let cl = Cluster::open(home, inv.clone(), timeout, true).await?;
+    let obs = pg::probe_all(&cl.targets(), timeout).await;
+    let mut input = CheckInput { hba: observed_hba(&cl, &obs, timeout).await, ..Default::default() };
+    let disks = futures::future::join_all(inv.nodes.iter().map(|n| {
+        let h = cl.hosts.get(&n.name).and_then(|h| h.as_ref().ok()).cloned();
+        async move {
+            match h {
+                Some(h) => (n.name.clone(), disk_pct(&h, &n.data_dir, timeout).await),
+                None => (n.name.clone(), None),
+            }
+        }
+    }))
+    .await;
+    for (n, p) in disks {
+        if let Some(p) = p {
+            input.disk_used_pct.insert(n, p);
+        }
+    }
+    let mut findings = plan::check::check(&inv, &obs, &cl.ctx(WAIT), &input);
+    if let Some(n) = node {
+        findings.retain(|f| f.node == n);
+    }
+    let status = overall(&findings);
+    Ok(Checked { cluster: inv.name.clone(), nodes: inv.nodes.len(), findings, status })
+}
