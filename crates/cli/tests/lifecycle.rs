@@ -170,11 +170,17 @@ fn dry_run_changes_nothing_and_bad_input_is_exit_2() {
     let out = k.cmd().args(["init", "-c"]).arg(&dup).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("duplicate node name"));
-    // standbys wait for scale-out, with a clear message
-    let two = k.write("two.yaml", &k.inventory("beta", "", &[("pg1", "127.0.0.1", port), ("pg2", "127.0.0.2", port)]));
-    let out = k.cmd().args(["init", "-c"]).arg(&two).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("scale-out"));
+    // a file with standbys: the dry run shows the whole plan (the primary,
+    // then each standby's copy, sync names last) and creates nothing
+    let two = k.inventory("beta", "", &[("pg7", "127.0.0.1", port), ("pg8", "127.0.0.2", port)]) + "    sync: sync\n";
+    let two = k.write("two.yaml", &two);
+    let out = k.cmd().args(["init", "--dry-run", "-c"]).arg(&two).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    let at = |s: &str| plan.find(s).unwrap_or_else(|| panic!("{s} not in {plan}"));
+    assert!(at("initdb") < at("pg_basebackup"), "{plan}");
+    assert!(at("pg_basebackup") < at("ALTER SYSTEM SET \"synchronous_standby_names\" = 'FIRST 1 (\"pg8\")'"), "{plan}");
+    assert!(!k.path("pg7").exists() && !k.path("pg8").exists(), "a dry run creates nothing");
     // a busy port is refused
     let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let busy = l.local_addr().unwrap().port();

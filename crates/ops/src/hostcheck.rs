@@ -87,7 +87,15 @@ async fn probe(h: &Host, os_user: &str, bin_dir: Option<&std::path::Path>, nodes
         Err(e) => (Err(e.to_string()), None),
         Ok(o) if !o.ok() => (Err(format!("the probe failed: {}", host::last_lines(&o.stderr, &o.stdout))), None),
         Ok(o) => match hc::parse_probe(&o.stdout, &dirs) {
-            Ok(p) => {
+            Ok(mut p) => {
+                // On this machine pgscale creates directories itself, as
+                // root when it runs as root, and hands them to the OS user:
+                // their parents need not be the OS user's.
+                if matches!(h, Host::Local(_)) && p.is_root {
+                    for d in &mut p.dirs {
+                        d.writable = Some(true);
+                    }
+                }
                 let c = hc::ClockSample::from_probe(&p, sent, received);
                 (Ok(p), c)
             }

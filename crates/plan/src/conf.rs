@@ -59,7 +59,9 @@ pub fn managed_settings(inv: &Inventory, node: &NodeSpec) -> Vec<(String, String
             v.push(("primary_conninfo".into(), primary_conninfo(inv, node, up)));
             v.push(("primary_slot_name".into(), model::slot_name(&node.name)));
         }
-        None => v.push(("synchronous_standby_names".into(), crate::sync::standby_names(inv))),
+        // Standbys still joining are not named: a sync standby enters the
+        // list only once it streams (the scale-out plan's last steps).
+        None => v.push(("synchronous_standby_names".into(), crate::sync::member_standby_names(inv))),
     }
     for (k, val) in &inv.postgres.parameters {
         let val = val.to_string();

@@ -13,6 +13,15 @@ fn candidates<'a>(inv: &'a Inventory, mode: SyncMode) -> impl Iterator<Item = &'
     inv.staying().filter(move |n| !inv.is_primary(&n.name) && !n.state.needs_rejoin && n.sync_mode() == mode)
 }
 
+/// The list with only the standbys that are members now (not joining): what
+/// a new primary starts with, so that its first commits never wait on a
+/// standby still being copied.
+pub fn member_standby_names(inv: &Inventory) -> String {
+    let mut members = inv.clone();
+    members.nodes.retain(|n| !n.state.joining);
+    standby_names(&members)
+}
+
 pub fn standby_names(inv: &Inventory) -> String {
     let k = candidates(inv, SyncMode::Sync).count();
     if k == 0 {
