@@ -177,6 +177,9 @@ pub struct InitArgs {
     /// How many standbys to copy at the same time (default: all whose upstream exists).
     #[arg(long)]
     pub parallel: Option<usize>,
+    /// Limit each base copy to this rate (kB/s, or with k/M: 50M), to spare the upstream's disks.
+    #[arg(long, value_parser = plan::argv::parse_max_rate)]
+    pub max_rate: Option<String>,
     /// Deadline of one remote call.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -279,6 +282,9 @@ pub struct ScaleOutArgs {
     /// Make the new hosts ready first (install PostgreSQL, create the OS user and directories).
     #[arg(long)]
     pub install: bool,
+    /// Limit each base copy to this rate (kB/s, or with k/M: 50M), to spare the upstream's disks.
+    #[arg(long, value_parser = plan::argv::parse_max_rate)]
+    pub max_rate: Option<String>,
     /// Deadline of one remote call.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -368,6 +374,9 @@ pub struct RejoinArgs {
     /// Empty its data directory and take a fresh copy instead of pg_rewind.
     #[arg(long)]
     pub reclone: bool,
+    /// With --reclone: limit the copy to this rate (kB/s, or with k/M: 50M).
+    #[arg(long, value_parser = plan::argv::parse_max_rate)]
+    pub max_rate: Option<String>,
     #[arg(long)]
     pub dry_run: bool,
     #[arg(long)]

@@ -28,7 +28,9 @@ pub struct SshHost {
 
 fn sh(script: &str, path: &Path) -> Vec<String> {
     // The script is a constant; the path travels as "$1", never pasted in.
-    vec!["sh".into(), "-c".into(), script.into(), "sh".into(), path.display().to_string()]
+    // From `/`: the login's home (the working directory) may not be
+    // readable by the OS user, and find(1) insists on returning to it.
+    vec!["sh".into(), "-c".into(), format!("cd / && {{ {script}; }}"), "sh".into(), path.display().to_string()]
 }
 
 impl SshHost {

@@ -64,6 +64,7 @@ impl Cluster {
             os_user: self.os_user.clone(),
             peers: self.peers.clone(),
             wait_secs: wait.as_secs().max(1),
+            unreachable: self.hosts.iter().filter(|(_, h)| h.is_err()).map(|(n, _)| n.clone()).collect(),
         }
     }
 

@@ -113,6 +113,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Demo, OpError> {
             catchup,
             install: false,
             pg_major: None,
+            max_rate: None,
         },
     )
     .await?;
@@ -205,6 +206,7 @@ async fn steps_under_load(
             timeout: d,
             catchup,
             install: false,
+            max_rate: None,
         };
         scale_out::run(env, r).await.map(|_| ())
     })
@@ -257,6 +259,7 @@ async fn steps_under_load(
             dry_run: false,
             yes: true,
             timeout: d,
+            max_rate: None,
         };
         ha::rejoin(env, r).await.map(|_| ())
     })

@@ -41,10 +41,18 @@ pub struct RejoinRequest {
     pub dry_run: bool,
     pub yes: bool,
     pub timeout: Duration,
+    /// --reclone: pg_basebackup `--max-rate` (e.g. `50M`).
+    pub max_rate: Option<String>,
 }
 
 fn opts(timeout: Duration) -> HaOpts {
-    HaOpts { max_lag_bytes: 16 << 20, catchup_secs: 120, promote_secs: 30, stop_secs: timeout.as_secs().max(1) }
+    HaOpts {
+        max_lag_bytes: 16 << 20,
+        catchup_secs: 120,
+        promote_secs: 30,
+        stop_secs: timeout.as_secs().max(1),
+        copy_max_rate: None,
+    }
 }
 
 fn apply<'a>(name: &str, dry_run: bool, yes: bool, question: &'a str, timeout: Duration) -> Apply<'a> {
@@ -186,7 +194,7 @@ pub async fn rejoin(env: Env<'_>, r: RejoinRequest) -> Result<Outcome, OpError> 
         &obs,
         &RejoinFacts { initialized: f.initialized },
         r.reclone,
-        &opts(r.timeout),
+        &HaOpts { copy_max_rate: r.max_rate.clone(), ..opts(r.timeout) },
     )
     .map_err(refused)?;
     let q = format!("Rejoin {} to {}: what it wrote on its own is discarded.", r.node, r.name);

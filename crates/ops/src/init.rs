@@ -30,6 +30,8 @@ pub struct Request {
     /// The major version to install where no host has one (default: the
     /// distribution's).
     pub pg_major: Option<u32>,
+    /// pg_basebackup `--max-rate` of each standby's copy (e.g. `50M`).
+    pub max_rate: Option<String>,
 }
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
@@ -89,6 +91,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
         catchup: r.catchup,
         install: r.install,
         pg_major: r.pg_major,
+        max_rate: r.max_rate.clone(),
     };
     execute(env, desired, &locs, &o, format!("pgscale init -c {}", r.config.display())).await
 }

@@ -23,6 +23,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
             catchup: Duration::from_secs(600),
             install: false,
             pg_major: None,
+            max_rate: None,
         };
         let locs = plan::Locations::for_file(format!("the inventory of {}", r.name));
         return crate::init::execute(env, inv, &locs, &o, format!("pgscale resume -n {}", r.name)).await;
@@ -36,6 +37,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
             catchup: Duration::from_secs(600),
             install: false,
             pg_major: None,
+            max_rate: None,
         };
         return scale_out::execute(env, inv, None, &o).await;
     }

@@ -106,7 +106,7 @@ pub async fn execute(env: Env<'_>, mut desired: Inventory, o: &Opts) -> Result<O
         desired.node_mut(n).expect("exists").sync = None;
     }
     let hba = observed_hba(&cl, &obs, o.timeout).await;
-    let opts = ScaleOpts { parallel: 1, catchup_secs: 600, stop_secs: o.timeout.as_secs().max(1) };
+    let opts = ScaleOpts { parallel: 1, catchup_secs: 600, stop_secs: o.timeout.as_secs().max(1), copy_max_rate: None };
     let mut plan = plan::scale::plan_scale_in(&desired, &cl.ctx(WAIT), &obs, &hba, &opts).map_err(refused)?;
     plan.notes.splice(0..0, notes);
     let q = format!("This removes {} from cluster {}.", leaving.join(", "), desired.name);

@@ -24,6 +24,8 @@ pub struct Request {
     pub catchup: Duration,
     /// Make the new hosts ready first (install PostgreSQL, the OS user, directories).
     pub install: bool,
+    /// pg_basebackup `--max-rate` of each copy (e.g. `50M`).
+    pub max_rate: Option<String>,
 }
 
 pub struct Opts {
@@ -35,6 +37,8 @@ pub struct Opts {
     pub install: bool,
     /// The major version to install where no host has one yet.
     pub pg_major: Option<u32>,
+    /// pg_basebackup `--max-rate` of each copy.
+    pub max_rate: Option<String>,
 }
 
 /// Same node, ignoring what pgscale keeps in `state`.
@@ -76,6 +80,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
         catchup: r.catchup,
         install: r.install,
         pg_major: None,
+        max_rate: r.max_rate.clone(),
     };
     // Every node already added with exactly these settings: a re-run of a
     // finished scale-out. Nothing to add; still converge what is left.
@@ -164,6 +169,7 @@ pub(crate) async fn prepare(
         parallel: o.parallel.unwrap_or(joining).max(1),
         catchup_secs: o.catchup.as_secs().max(1),
         stop_secs: 10,
+        copy_max_rate: o.max_rate.clone(),
     };
     let plan = plan::scale::plan_scale_out(desired, &cl.ctx(WAIT), &obs, &hba, &join, &opts).map_err(refused)?;
     Ok(Prepared { cl, plan })

@@ -130,6 +130,7 @@ mod tests {
             os_user: "postgres".into(),
             peers: vec!["127.0.0.1".parse().unwrap()],
             wait_secs: 10,
+            unreachable: vec![],
         };
         let mut obs = BTreeMap::new();
         for n in &inv.nodes {

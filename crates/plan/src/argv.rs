@@ -84,8 +84,17 @@ pub fn pg_ctl_restart(bin_dir: &Path, data_dir: &Path, socket_dir: &Path, wait_s
 /// Base copy from the upstream through the new node's slot, WAL streamed
 /// alongside (`-X stream`), checkpoint requested at once (`-c fast`). The
 /// password comes from PGPASSFILE; `--no-password` forbids a prompt.
-pub fn pg_basebackup(bin_dir: &Path, data_dir: &Path, host: &str, port: u16, user: &str, slot: &str) -> Vec<String> {
-    vec![
+/// `max_rate` (`--max-rate`, e.g. `50M`) spares the upstream's disks.
+pub fn pg_basebackup(
+    bin_dir: &Path,
+    data_dir: &Path,
+    host: &str,
+    port: u16,
+    user: &str,
+    slot: &str,
+    max_rate: Option<&str>,
+) -> Vec<String> {
+    let mut v = vec![
         bin(bin_dir, "pg_basebackup"),
         "--pgdata".into(),
         p(data_dir),
@@ -101,7 +110,22 @@ pub fn pg_basebackup(bin_dir: &Path, data_dir: &Path, host: &str, port: u16, use
         "--slot".into(),
         slot.into(),
         "--progress".into(),
-    ]
+    ];
+    v.extend(max_rate.map(|r| format!("--max-rate={r}")));
+    v
+}
+
+/// A base copy's rate limit as pg_basebackup takes it: kB/s, or with a `k`
+/// or `M` suffix, between 32 kB/s and 1024 MB/s.
+pub fn parse_max_rate(s: &str) -> Result<String, String> {
+    let (num, mul) = match s.strip_suffix('M') {
+        Some(n) => (n, 1024),
+        None => (s.strip_suffix('k').unwrap_or(s), 1),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if (32..=1024 * 1024).contains(&(n * mul)) => Ok(s.to_string()),
+        _ => Err(format!("`{s}` is not a copy rate: use kB/s like 32k..1024M (e.g. 50M)")),
+    }
 }
 
 pub fn pg_controldata(bin_dir: &Path, data_dir: &Path) -> Vec<String> {

@@ -236,6 +236,7 @@ mod tests {
             os_user: "postgres".into(),
             peers: vec!["127.0.0.1".parse().unwrap()],
             wait_secs: 60,
+            unreachable: vec![],
         }
     }
 

@@ -63,7 +63,8 @@ mod tests {
         let mut inv = parse_inventory("c.yaml", y).unwrap().0;
         inv.nodes[0].state.created_dirs = vec!["/d/pg1".into()];
         inv.nodes[0].state.adopted_dirs = vec!["/d/pg1.sock".into()];
-        let ctx = Ctx { bin_dir: "/b".into(), os_user: "postgres".into(), peers: vec![], wait_secs: 10 };
+        let ctx =
+            Ctx { bin_dir: "/b".into(), os_user: "postgres".into(), peers: vec![], wait_secs: 10, unreachable: vec![] };
         let p = plan_destroy(&inv, &ctx, &Observed::default());
         let ids: Vec<_> = p.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["pg2:stop", "pg1:stop", "pg1:remove-dir", "pg1:empty-dir", "forget"]);

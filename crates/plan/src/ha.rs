@@ -14,6 +14,8 @@ pub struct HaOpts {
     pub promote_secs: u64,
     /// How long the old primary gets to stop.
     pub stop_secs: u64,
+    /// rejoin --reclone: pg_basebackup `--max-rate`.
+    pub copy_max_rate: Option<String>,
 }
 
 /// A ranked failover candidate and why it ranks there.
@@ -540,6 +542,7 @@ pub fn plan_rejoin(
                     up.port,
                     &desired.postgres.replication_user,
                     &slot_name(&n.name),
+                    opts.copy_max_rate.as_deref(),
                 ),
             },
             format!("a fresh copy of {}", up.name),

@@ -139,6 +139,7 @@ mod tests {
             os_user: "postgres".into(),
             peers: vec!["127.0.0.1".parse().unwrap()],
             wait_secs: 60,
+            unreachable: vec![],
         }
     }
 
@@ -202,5 +203,40 @@ mod tests {
         assert!(!ids(&p).contains(&"pg1:initdb"));
         assert!(ids(&p).contains(&"pg1:start"));
         assert_eq!(p.steps[1].action, Action::CreateDir { path: "/d/pg1.sock".into(), adopt: true });
+    }
+
+    #[test]
+    fn a_whole_cluster_is_one_plan_primary_first_then_standbys_sync_names_last() {
+        let y = "name: demo\nnodes:\n  - name: pg3\n    host: 127.0.0.3\n    port: 5501\n    data_dir: /d/pg3\n    upstream: pg2\n  - name: pg1\n    host: 127.0.0.1\n    port: 5501\n    data_dir: /d/pg1\n    role: primary\n  - name: pg2\n    host: 127.0.0.2\n    port: 5501\n    data_dir: /d/pg2\n    sync: sync\n";
+        let mut i = parse_inventory("c.yaml", y).unwrap().0;
+        for n in i.nodes.iter_mut().filter(|n| n.name != "pg1") {
+            n.state.joining = true;
+        }
+        let missing = NodeFacts { data_dir: DirState::Missing, socket_dir: DirState::Missing, port_in_use: false };
+        let init = plan_init(&i, &ctx(), &InitFacts { dirs: missing.clone(), initialized: false, running: false });
+        // The new primary names no joining standby: its first commits never wait.
+        let conf = init.steps.iter().find(|s| s.id == "pg1:conf").unwrap();
+        let crate::Action::WriteFile { contents, .. } = &conf.action else { panic!() };
+        assert!(contents.contains("synchronous_standby_names = ''"), "{contents}");
+        let obs = primary_after_init(&i);
+        let facts = ["pg2", "pg3"]
+            .map(|n| (n.to_string(), crate::scale::JoinFacts { dirs: missing.clone(), copied: false, running: false }))
+            .into_iter()
+            .collect();
+        let hba = [("pg1".to_string(), hba::render(&i, "postgres", &ctx().peers))].into_iter().collect();
+        let opts = crate::scale::ScaleOpts { parallel: 2, catchup_secs: 60, stop_secs: 10, copy_max_rate: None };
+        let standbys = crate::scale::plan_scale_out(&i, &ctx(), &obs, &hba, &facts, &opts).unwrap();
+        let p = init.then(standbys);
+        let ids = ids(&p);
+        let pos = |id: &str| ids.iter().position(|x| *x == id).unwrap_or_else(|| panic!("{id}: {ids:?}"));
+        assert_eq!(ids.iter().filter(|x| **x == "record").count(), 1, "one record step: {ids:?}");
+        assert!(pos("pg1:replication-role") < pos("pg2:basebackup"));
+        // the cascaded node, listed first in the file, is copied from pg2 after pg2 streams
+        assert!(pos("pg2:wait-streaming") < pos("pg3:basebackup"));
+        assert!(pos("pg3:wait-streaming") < pos("sync-names"));
+        assert!(pos("sync-names") < pos("member-pg2") && pos("member-pg3") < pos("done"));
+        // the primary's steps run alone and first
+        assert!(p.steps[..pos("ready")].iter().all(|s| s.wave == 0 && s.lane.is_empty()));
+        assert!(p.steps[pos("ready") + 1..].iter().all(|s| s.wave >= 1));
     }
 }

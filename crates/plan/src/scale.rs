@@ -26,6 +26,8 @@ pub struct ScaleOpts {
     pub catchup_secs: u64,
     /// scale-in: how long a leaving node gets to stop.
     pub stop_secs: u64,
+    /// pg_basebackup `--max-rate` of each copy.
+    pub copy_max_rate: Option<String>,
 }
 
 pub(crate) fn running(obs: &Observed, n: &str) -> bool {
@@ -52,6 +54,13 @@ pub(crate) fn hba_steps(
             continue;
         }
         if hba.get(&n.name) == Some(&want) {
+            continue;
+        }
+        if ctx.unreachable.contains(&n.name) {
+            p.notes.push(format!(
+                "{}: its host cannot be reached: its pg_hba.conf is not updated; run `pgscale apply-config` when it is back",
+                n.name
+            ));
             continue;
         }
         let l = n.name.as_str();
@@ -314,6 +323,7 @@ pub fn plan_scale_out(
                         u.port,
                         &desired.postgres.replication_user,
                         &slot_name(&n.name),
+                        opts.copy_max_rate.as_deref(),
                     ),
                 },
                 format!("base copy of {} through slot {}", u.name, n.name),

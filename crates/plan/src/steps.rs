@@ -17,6 +17,9 @@ pub struct Ctx {
     pub peers: Vec<IpAddr>,
     /// Deadline for pg_ctl waits, in seconds.
     pub wait_secs: u64,
+    /// Nodes whose host could not be reached (SSH): nothing is planned
+    /// there that needs the host; the plan says so instead.
+    pub unreachable: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

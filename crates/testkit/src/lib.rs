@@ -53,7 +53,12 @@ impl Kit {
     /// test instead of blocking the suite (not a performance assertion).
     pub fn cmd(&self) -> assert_cmd::Command {
         let mut c = assert_cmd::Command::new(&self.bin);
-        c.env("PGSCALE_HOME", self.home()).env_remove("PGSCALE_FAILPOINT").timeout(Duration::from_secs(180));
+        // TMPDIR: ssh control sockets (and their master processes) live
+        // under the kit, so the kit can find and stop them.
+        c.env("PGSCALE_HOME", self.home())
+            .env("TMPDIR", self.dir.path())
+            .env_remove("PGSCALE_FAILPOINT")
+            .timeout(Duration::from_secs(180));
         c
     }
 
@@ -145,10 +150,32 @@ pub fn kill_server(pid: i32) {
     wait_gone(pid, Duration::from_secs(10));
 }
 
+impl Kit {
+    /// Processes whose command line names this kit's directory (ssh
+    /// control masters left by a killed pgscale, a stray copy), found in
+    /// /proc: only what this kit started.
+    pub fn processes_under(&self) -> Vec<i32> {
+        let me = std::process::id() as i32;
+        let dir = self.dir.path().display().to_string();
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+            if pid != me && String::from_utf8_lossy(&cmd).contains(&dir) && alive(pid) {
+                v.push(pid);
+            }
+        }
+        v
+    }
+}
+
 impl Drop for Kit {
     fn drop(&mut self) {
         for (_, pid) in self.postmaster_pids() {
             kill_server(pid);
+        }
+        for pid in self.processes_under() {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -191,9 +218,10 @@ pub fn sh(argv: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// An sshd of the test's own on 127.0.0.1 (free port, own host key, own
-/// authorized_keys), so the SSH path is real. Killed by PID on drop.
+/// An sshd of the test's own on a loopback address (free port, own host
+/// key, own authorized_keys), so the SSH path is real. Killed by PID on drop.
 pub struct Sshd {
+    pub addr: String,
     pub port: u16,
     pub login: String,
     pub identity: PathBuf,
@@ -204,6 +232,16 @@ pub struct Sshd {
 
 impl Sshd {
     pub fn start(dir: &Path) -> Sshd {
+        Sshd::start_on(dir, "127.0.0.1")
+    }
+
+    /// The sshd's PID (to freeze it).
+    pub fn pid(&self) -> i32 {
+        self._child.0.id() as i32
+    }
+
+    /// An sshd listening on `addr` (a loopback address such as 127.0.0.2).
+    pub fn start_on(dir: &Path, addr: &str) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
@@ -216,14 +254,14 @@ impl Sshd {
         sh(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &p("id")]);
         std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
         std::fs::set_permissions(dir.join("authorized_keys"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        let port = free_port("127.0.0.1");
+        let port = free_port(addr);
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
         let mut kh = String::new();
         for part in host_pub.split_whitespace().take(2) {
             kh += " ";
             kh += part;
         }
-        std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port}{kh}\n")).unwrap();
+        std::fs::write(dir.join("known_hosts"), format!("[{addr}]:{port}{kh}\n")).unwrap();
         // Under root, log in as root (the system `postgres` account is locked
         // for SSH) and let pgscale switch with runuser; else as ourselves.
         let login = if is_root() { "root".to_string() } else { os_user() };
@@ -232,7 +270,7 @@ impl Sshd {
             let _ = std::fs::create_dir_all("/run/sshd");
         }
         let conf = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\nStrictModes no\n\
+            "Port {port}\nListenAddress {addr}\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\nStrictModes no\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n\
              AllowUsers {login}\nLogLevel INFO\nMaxStartups 50\nMaxSessions 50\n",
             p("host_key"),
@@ -247,7 +285,7 @@ impl Sshd {
             .expect("start sshd");
         let child = Child(child);
         let until = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((addr, port)).is_err() {
             assert!(
                 std::time::Instant::now() < until,
                 "sshd did not listen: {}",
@@ -255,7 +293,15 @@ impl Sshd {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Sshd { port, login, identity: dir.join("id"), known_hosts: dir.join("known_hosts"), log, _child: child }
+        Sshd {
+            addr: addr.to_string(),
+            port,
+            login,
+            identity: dir.join("id"),
+            known_hosts: dir.join("known_hosts"),
+            log,
+            _child: child,
+        }
     }
 
     /// The `ssh:` block of a node in an inventory.
@@ -299,4 +345,28 @@ pub fn bin_dir() -> PathBuf {
 pub fn admin_password(home: &Path, cluster: &str) -> String {
     let text = std::fs::read_to_string(home.join(cluster).join("pgpass")).expect("secret file");
     text.lines().find(|l| l.contains(":postgres:")).and_then(|l| l.rsplit(':').next()).expect("admin line").to_string()
+}
+
+/// PIDs of running pg_basebackup processes whose command line names `data_dir`
+/// (read from /proc; nothing is signalled).
+pub fn basebackups_into(data_dir: &Path) -> Vec<i32> {
+    let want = data_dir.display().to_string();
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
+        let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let is_copy = args.first().is_some_and(|a| a.ends_with("pg_basebackup"));
+        if is_copy && args.iter().any(|a| *a == want) && alive(pid) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Give a directory to the OS user (the remote side of the SSH tests
+/// creates data directories as that user).
+pub fn chown_to_os_user(path: &Path) {
+    let u = nix::unistd::User::from_name(&os_user()).unwrap().unwrap();
+    std::os::unix::fs::chown(path, Some(u.uid.as_raw()), Some(u.gid.as_raw())).unwrap();
 }

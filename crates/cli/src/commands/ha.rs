@@ -37,6 +37,7 @@ pub async fn rejoin(env: Env<'_>, fmt: OutputFormat, a: RejoinArgs) -> Result<u8
         dry_run: a.dry_run,
         yes: a.yes,
         timeout: a.timeout,
+        max_rate: a.max_rate,
     };
     let out = ha::rejoin(env, r).await?;
     Ok(show(env, fmt, &out))

@@ -16,6 +16,7 @@ pub async fn run(env: Env<'_>, fmt: OutputFormat, a: InitArgs) -> Result<u8, OpE
         catchup: a.catchup_timeout,
         install: a.install,
         pg_major: a.pg_major,
+        max_rate: a.max_rate,
     };
     let out = init::run(env, r).await?;
     Ok(show(env, fmt, &out))

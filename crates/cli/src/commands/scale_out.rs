@@ -17,6 +17,7 @@ pub async fn run(env: Env<'_>, fmt: OutputFormat, a: ScaleOutArgs) -> Result<u8,
         timeout: a.timeout,
         catchup: a.catchup_timeout,
         install: a.install,
+        max_rate: a.max_rate,
     };
     let out = scale_out::run(env, r).await?;
     Ok(show(env, fmt, &out))

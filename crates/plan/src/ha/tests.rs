@@ -3,11 +3,17 @@ use crate::load::parse_inventory;
 use model::{Downstream, NodeObservation, Slot};
 
 fn ctx() -> Ctx {
-    Ctx { bin_dir: "/b".into(), os_user: "postgres".into(), peers: vec!["127.0.0.1".parse().unwrap()], wait_secs: 60 }
+    Ctx {
+        bin_dir: "/b".into(),
+        os_user: "postgres".into(),
+        peers: vec!["127.0.0.1".parse().unwrap()],
+        wait_secs: 60,
+        unreachable: vec![],
+    }
 }
 
 fn opts() -> HaOpts {
-    HaOpts { max_lag_bytes: 16 << 20, catchup_secs: 60, promote_secs: 30, stop_secs: 10 }
+    HaOpts { max_lag_bytes: 16 << 20, catchup_secs: 60, promote_secs: 30, stop_secs: 10, copy_max_rate: None }
 }
 
 /// pg1 primary; pg2 sync; pg3 potential; pg4 cascaded from pg3.

@@ -7,11 +7,11 @@ fn ctx_for(i: &Inventory) -> Ctx {
     let mut peers: Vec<std::net::IpAddr> = i.staying().map(|n| n.host.parse().unwrap()).collect();
     peers.sort();
     peers.dedup();
-    Ctx { bin_dir: "/b".into(), os_user: "postgres".into(), peers, wait_secs: 60 }
+    Ctx { bin_dir: "/b".into(), os_user: "postgres".into(), peers, wait_secs: 60, unreachable: vec![] }
 }
 
 fn opts() -> ScaleOpts {
-    ScaleOpts { parallel: 4, catchup_secs: 300, stop_secs: 10 }
+    ScaleOpts { parallel: 4, catchup_secs: 300, stop_secs: 10, copy_max_rate: None }
 }
 
 /// pg1 primary, pg2 standby of pg1; `extra` appended.
@@ -269,4 +269,41 @@ fn the_primary_cannot_leave() {
     let mut d = base.clone();
     d.nodes[0].state.leaving = true;
     assert!(plan_scale_in(&d, &ctx_for(&d), &obs, &hba, &opts()).unwrap_err().contains("switch over"));
+}
+
+#[test]
+fn a_member_whose_host_cannot_be_reached_keeps_its_pg_hba_and_the_plan_says_so() {
+    let mut i = inv(&node("pg3", ""));
+    i.nodes[2].state.joining = true;
+    let (o, mut hba) = observed(&i);
+    // pg1 and pg2 still have the pg_hba without pg3's address
+    let mut without = i.clone();
+    without.nodes.truncate(2);
+    let old = hba::render(&without, "postgres", &ctx_for(&without).peers);
+    hba.insert("pg1".into(), old.clone());
+    hba.insert("pg2".into(), old);
+    let mut ctx = ctx_for(&i);
+    ctx.unreachable = vec!["pg2".into()];
+    let facts = BTreeMap::from([("pg3".to_string(), fresh())]);
+    let p = plan_scale_out(&i, &ctx, &o, &hba, &facts, &opts()).unwrap();
+    assert!(ids(&p).contains(&"pg1:hba"), "{:?}", ids(&p));
+    assert!(!ids(&p).iter().any(|s| s.starts_with("pg2:")), "{:?}", ids(&p));
+    assert!(p.notes.iter().any(|n| n.contains("pg2: its host cannot be reached")), "{:?}", p.notes);
+}
+
+#[test]
+fn a_copy_left_running_is_ended_on_the_upstream_before_its_directory_is_emptied() {
+    let mut i = inv(&node("pg3", "    upstream: pg2\n"));
+    i.nodes[2].state.joining = true;
+    let (o, hba) = observed(&i);
+    let mut f = fresh();
+    f.dirs.data_dir = DirState::NotEmpty;
+    let facts = BTreeMap::from([("pg3".to_string(), f)]);
+    let p = plan_scale_out(&i, &ctx_for(&i), &o, &hba, &facts, &opts()).unwrap();
+    let pos = |id: &str| ids(&p).iter().position(|x| *x == id).unwrap_or_else(|| panic!("{id}: {:?}", ids(&p)));
+    assert!(pos("pg3:end-copy") < pos("pg3:clean-partial-copy"));
+    assert!(pos("pg3:clean-partial-copy") < pos("pg3:basebackup"));
+    let end = &p.steps[pos("pg3:end-copy")];
+    assert_eq!(end.node, "pg2", "ended on the upstream the copy reads from");
+    assert_eq!(end.action, Action::EndCopy { node: "pg3".into() });
 }
