@@ -166,6 +166,23 @@ fn dry_run_changes_nothing_and_bad_input_is_exit_2() {
     let out = k.cmd().args(["init", "-c"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.yaml:7"), "{}", String::from_utf8_lossy(&out.stderr));
+    // a type error names the field and what it accepts
+    let typed = k.write(
+        "typed.yaml",
+        "name: beta\nnodes:\n  - name: pg1\n    host: 127.0.0.1\n    port: abc\n    data_dir: /x/a\n",
+    );
+    let out = k.cmd().args(["init", "-c"]).arg(&typed).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("typed.yaml:5:11: nodes[0].port: expected a port number 1-65535, got \"abc\""), "{err}");
+    let empty = k.write("empty.yaml", "# nothing yet\n");
+    let out = k.cmd().args(["init", "-c"]).arg(&empty).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the file is empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dup = k.write("dup.yaml", &k.inventory("beta", "", &[("pg1", "127.0.0.1", port), ("pg1", "127.0.0.2", port)]));
     let out = k.cmd().args(["init", "-c"]).arg(&dup).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -93,7 +93,15 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
         pg_major: r.pg_major,
         max_rate: r.max_rate.clone(),
     };
-    execute(env, desired, &locs, &o, format!("pgscale init -c {}", r.config.display())).await
+    let existed = env.home.exists(&desired.name);
+    let name = desired.name.clone();
+    let res = execute(env, desired, &locs, &o, format!("pgscale init -c {}", r.config.display())).await;
+    // Refused before anything was recorded: leave no trace in the home
+    // (the lock and secret files of a cluster that does not exist).
+    if res.is_err() && !existed && !env.home.exists(&name) {
+        let _ = env.home.forget(&name);
+    }
+    res
 }
 
 /// Create what is left of `desired` (also `resume` of an interrupted init,

@@ -370,3 +370,12 @@ pub fn chown_to_os_user(path: &Path) {
     let u = nix::unistd::User::from_name(&os_user()).unwrap().unwrap();
     std::os::unix::fs::chown(path, Some(u.uid.as_raw()), Some(u.gid.as_raw())).unwrap();
 }
+
+/// A mount made by a test, unmounted (lazily) when dropped, even if the test fails.
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
