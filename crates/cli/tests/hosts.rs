@@ -102,6 +102,12 @@ fn host_check_finds_every_problem_at_once_locally_and_over_ssh() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("useradd") && err.contains("nosuchuser_pgs"), "{err}");
     assert!(nix::unistd::User::from_name("nosuchuser_pgs").unwrap().is_none(), "a dry run creates no user");
+    // init's dry run shows the same steps and says the plan needs ready hosts
+    let out = k.cmd().args(["init", "--install", "--dry-run", "-c"]).arg(&fixable).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("useradd") && err.contains("the install steps above would run first"), "{err}");
+    assert!(!k.path("pg1").exists() && !k.home().join("eta").exists());
     drop(busy);
 }
 

@@ -355,8 +355,10 @@ async fn server_log_tail(h: &Host, data_dir: &Path, d: Duration) -> String {
 
 /// Poll the upstream for a running base copy's progress until dropped.
 async fn watch_copy(rt: &Runtime<'_>, upstream: &str, node_name: &str, report: &(dyn Fn(u64, u64) + Sync)) {
-    let Ok(n) = node(rt, upstream) else { return };
-    let Ok(c) = pg::connect(&n.target, rt.call_deadline).await else { return };
+    // Without a connection there is no progress to show, but the watcher
+    // must not end: the copy's select! arm would take its end for the copy's.
+    let Ok(n) = node(rt, upstream) else { return std::future::pending().await };
+    let Ok(c) = pg::connect(&n.target, rt.call_deadline).await else { return std::future::pending().await };
     let app = model::copy_app_name(node_name);
     let addr = n.target.addr();
     loop {
@@ -476,6 +478,7 @@ async fn run_step(
             ];
             let mut r = Run::new(argv, Duration::from_secs(24 * 3600));
             r.env = &env;
+            r.die_with_pgscale = true;
             // The upstream is the node pg_basebackup connects to.
             let upstream = rt.inv(|i| i.upstream_of(&step.lane).map(|u| u.name.clone()));
             let copy = h.run_ok(&r);
@@ -483,7 +486,7 @@ async fn run_step(
                 Some(u) => {
                     tokio::select! {
                         res = copy => res,
-                        _ = watch_copy(rt, &u, &step.lane, bytes) => unreachable!("the watcher loops until the copy ends"),
+                        _ = watch_copy(rt, &u, &step.lane, bytes) => unreachable!("the watcher never returns"),
                     }
                 }
                 None => copy.await,
@@ -666,6 +669,9 @@ async fn run_step(
         }
         Action::EmptyDir { path } => {
             let h = node(rt, &step.node)?.host.clone();
+            // A copy whose upstream end was just ended exits at once; never
+            // empty a directory it still writes into.
+            h.wait_no_copy_into(path, Duration::from_secs(15)).await?;
             h.empty_dir(path, long).await?;
             Ok(None)
         }

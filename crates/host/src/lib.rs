@@ -81,11 +81,16 @@ pub struct Run<'a> {
     pub deadline: Duration,
     pub stdin: Option<&'a [u8]>,
     pub env: &'a [(String, String)],
+    /// On this machine: the command gets the kernel's parent-death signal
+    /// and dies with pgscale (a base copy must not outlive the run that
+    /// started it). Not for commands that must finish once started
+    /// (initdb, pg_rewind).
+    pub die_with_pgscale: bool,
 }
 
 impl<'a> Run<'a> {
     pub fn new(argv: &'a [String], deadline: Duration) -> Self {
-        Run { argv, deadline, stdin: None, env: &[] }
+        Run { argv, deadline, stdin: None, env: &[], die_with_pgscale: false }
     }
 
     pub fn what(&self) -> String {
@@ -186,6 +191,27 @@ impl Host {
             Host::Local(h) => h.empty_dir(path),
             Host::Ssh(h) => h.empty_dir(path, deadline).await,
         }
+    }
+
+    /// Wait (up to `within`) until no pg_basebackup writes into `data_dir`
+    /// on this host: a copy whose upstream connection was ended exits at
+    /// once, and its directory must not be emptied while it still writes.
+    /// Err when one is still there at the end.
+    pub async fn wait_no_copy_into(&self, data_dir: &Path, within: Duration) -> Result<(), HostError> {
+        // Reads /proc only: lists, signals nothing. Paths travel as "$1".
+        let script = r#"d=$1; n=$2
+while :; do
+  busy=
+  for c in /proc/[0-9]*/cmdline; do
+    tr '\0' '\n' < "$c" 2>/dev/null | { read -r a0 && case "$a0" in */pg_basebackup|pg_basebackup) grep -qxF -- "$d";; *) false;; esac; } && busy=1 && break
+  done
+  [ -z "$busy" ] && exit 0
+  n=$((n - 1)); [ "$n" -le 0 ] && { echo "a pg_basebackup still writes into $d" >&2; exit 1; }
+  sleep 0.1
+done"#;
+        let tries = (within.as_millis() / 100).max(1).to_string();
+        let argv = ["sh".to_string(), "-c".into(), script.into(), "sh".into(), data_dir.display().to_string(), tries];
+        self.run_ok(&Run::new(&argv, within + Duration::from_secs(5))).await.map(|_| ())
     }
 
     /// The OS user can write into and enter `path`.

@@ -127,21 +127,28 @@ impl LocalHost {
         for (k, v) in r.env {
             c.env(k, v);
         }
-        // The child dies with pgscale: a base copy must not outlive the run
-        // that started it (a re-run would empty the directory under it).
-        // Set after the switch to the OS user (a credential change clears
-        // it); pg_ctl's server is a grandchild and does not inherit it.
-        // SAFETY: prctl is async-signal-safe and touches no memory.
-        let parent = std::process::id() as i32;
-        unsafe {
-            c.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)?;
-                // The parent may already have died between fork and here.
-                if nix::unistd::getppid().as_raw() != parent {
-                    return Err(std::io::Error::other("pgscale exited"));
-                }
-                Ok(())
-            });
+        // A copy dies with pgscale: it must not outlive the run that
+        // started it (a re-run would empty the directory under it). Set
+        // after the switch to the OS user (a credential change clears it).
+        // The signal fires when the spawning *thread* ends: the runtime's
+        // worker threads live as long as pgscale; never spawn such a child
+        // from a blocking-pool thread.
+        if r.die_with_pgscale {
+            let parent = std::process::id() as i32;
+            // SAFETY: prctl and getppid are async-signal-safe; nothing is
+            // allocated between fork and exec (raw errno values).
+            unsafe {
+                c.pre_exec(move || {
+                    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err() {
+                        return Err(std::io::Error::from_raw_os_error(nix::libc::EPERM));
+                    }
+                    // The parent may already have died between fork and here.
+                    if nix::unistd::getppid().as_raw() != parent {
+                        return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+                    }
+                    Ok(())
+                });
+            }
         }
         let what = r.what();
         let fut = async {

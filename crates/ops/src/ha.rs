@@ -182,7 +182,9 @@ pub async fn rejoin(env: Env<'_>, r: RejoinRequest) -> Result<Outcome, OpError> 
         dry_run: r.dry_run,
         timeout: r.timeout,
     };
-    precheck(env, &stored, &scope).await?;
+    if let Some(why) = precheck(env, &stored, &scope).await? {
+        return Ok(Outcome::Unchanged(why));
+    }
     let cl = Cluster::open(env.home, stored.clone(), r.timeout, r.dry_run).await?;
     let obs = pg::probe_all(&cl.targets(), r.timeout).await;
     let h = cl.host(&n.name)?;

@@ -164,9 +164,15 @@ pub async fn check(env: Env<'_>, inv: &Inventory, scope: &Scope) -> Result<HostC
     let hosts: Vec<Result<Host, String>> = futures::future::join_all(targets.iter().map(|t| connect(t, d))).await;
     let bin_dir = inv.postgres.bin_dir.as_deref();
     let primary = &primary;
+    // A node of an interrupted run (its data directory already pgscale's)
+    // may listen already and needs no new room: only fresh nodes count.
+    let fresh = |n: &NodeSpec| {
+        scope.new_nodes.contains(&n.name)
+            && !n.state.created_dirs.contains(&n.data_dir)
+            && !n.state.adopted_dirs.contains(&n.data_dir)
+    };
     let ports = futures::future::join_all(covered.iter().map(|n| async move {
-        let fresh = scope.new_nodes.contains(&n.name) && !n.state.created_dirs.contains(&n.data_dir);
-        (n.name.clone(), fresh && pg::tcp_listening(&n.host, n.port, Duration::from_secs(1).min(d)).await)
+        (n.name.clone(), fresh(n) && pg::tcp_listening(&n.host, n.port, Duration::from_secs(1).min(d)).await)
     }))
     .await
     .into_iter()
@@ -188,8 +194,7 @@ pub async fn check(env: Env<'_>, inv: &Inventory, scope: &Scope) -> Result<HostC
                         data_dir: n.data_dir.clone(),
                         port: n.port,
                         port_in_use: ports.get(&n.name).copied().unwrap_or(false),
-                        copy_bytes: (n.name != *primary && scope.new_nodes.contains(&n.name))
-                            .then_some(scope.copy_bytes.unwrap_or(0)),
+                        copy_bytes: (n.name != *primary && fresh(n)).then_some(scope.copy_bytes.unwrap_or(0)),
                     })
                     .collect(),
             })
@@ -209,11 +214,20 @@ pub async fn check(env: Env<'_>, inv: &Inventory, scope: &Scope) -> Result<HostC
     // --install: the steps each failing host needs.
     let major = primary_major(&ins);
     let mut per_host: Vec<(usize, Vec<InstallStep>)> = Vec::new();
+    let mut local_done = false;
     for (i, h) in ins.iter().enumerate() {
         let failing = out.findings.iter().any(|f| f.host == h.host && f.severity == Severity::Error);
         let Ok(p) = &h.probe else { continue };
         if !failing {
             continue;
+        }
+        // Several addresses of this machine (127.0.0.1, .2, ...) are one
+        // machine: its packages are installed once, never concurrently.
+        if targets[i].ssh.is_none() {
+            if local_done {
+                continue;
+            }
+            local_done = true;
         }
         let m = install_major(major, scope.pg_major, p).map_err(invalid)?;
         let steps = hc::install_steps(&h.host, p, m, &os_user).map_err(invalid)?;
@@ -263,20 +277,22 @@ pub async fn check(env: Env<'_>, inv: &Inventory, scope: &Scope) -> Result<HostC
 }
 
 /// The pre-check before a change: warnings are shown, errors stop the
-/// operation before anything changed.
-pub async fn precheck(env: Env<'_>, inv: &Inventory, scope: &Scope) -> Result<(), OpError> {
+/// operation before anything changed. Ok(Some(why)): a dry run with
+/// `--install` steps to show (printed above): the plan itself can only be
+/// made once the hosts are ready.
+pub async fn precheck(env: Env<'_>, inv: &Inventory, scope: &Scope) -> Result<Option<String>, OpError> {
     let c = check(env, inv, scope).await?;
     for f in c.findings.iter().filter(|f| f.severity == Severity::Warning) {
         env.ui.say(&format!("warning: {} ({}): {}", f.host, f.node, f.message));
     }
     match c.error() {
-        Some(e) if scope.install && scope.dry_run && !c.install.is_empty() => {
-            env.ui.say("(dry run: the install steps above were not run; the plan follows as if they had been)");
-            let _ = e;
-            Ok(())
-        }
+        Some(e) if scope.dry_run && !c.install.is_empty() => Ok(Some(format!(
+            "dry run: the install steps above would run first (nothing was run); the check found:\n{}\n\
+             Run without --dry-run to make the hosts ready; a dry run after that shows the plan.",
+            e.message
+        ))),
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(None),
     }
 }
 

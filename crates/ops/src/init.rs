@@ -98,7 +98,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     let res = execute(env, desired, &locs, &o, format!("pgscale init -c {}", r.config.display())).await;
     // Refused before anything was recorded: leave no trace in the home
     // (the lock and secret files of a cluster that does not exist).
-    if res.is_err() && !existed && !env.home.exists(&name) {
+    if res.is_err() && !r.dry_run && !existed && !env.home.exists(&name) {
         let _ = env.home.forget(&name);
     }
     res
@@ -126,7 +126,9 @@ pub async fn execute(
         dry_run: o.dry_run,
         timeout: o.timeout,
     };
-    precheck(env, &desired, &scope).await?;
+    if let Some(why) = precheck(env, &desired, &scope).await? {
+        return Ok(Outcome::Unchanged(why));
+    }
     let cl = Cluster::open(env.home, desired.clone(), r.timeout, r.dry_run).await?;
     // Record what was resolved, so later commands use the same binaries/user.
     desired.postgres.bin_dir = Some(cl.bin_dir.clone());
@@ -150,7 +152,12 @@ pub async fn execute(
         // one, else against the primary this plan's first part creates.
         let obs = pg::probe_all(&cl.targets(), r.timeout).await;
         let up = obs.get(&p.name).is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Primary);
-        let predicted = (!up).then(|| plan::init::primary_after_init(&desired));
+        // Only the primary's entry is predicted: the standbys are as found.
+        let predicted = (!up).then(|| {
+            let mut o = obs.clone();
+            o.nodes.extend(plan::init::primary_after_init(&desired).nodes);
+            o
+        });
         let Prepared { cl, plan: standbys } = scale_out::prepare(&desired, Some((locs, 0)), o, cl, predicted).await?;
         let mut plan = init.then(standbys);
         plan.operation = "init".into();

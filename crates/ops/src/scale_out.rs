@@ -203,7 +203,9 @@ pub async fn execute(
             dry_run: o.dry_run,
             timeout: o.timeout,
         };
-        precheck(env, &desired, &scope).await?;
+        if let Some(why) = precheck(env, &desired, &scope).await? {
+            return Ok(Outcome::Unchanged(why));
+        }
     }
     let Prepared { cl, plan } = prepare(&desired, locs, o, cl, None).await?;
     if !o.dry_run && plan.is_empty() {

@@ -97,6 +97,15 @@ pub async fn end_copy(t: &Target, slot: &str, app: &str, d: Duration) -> Result<
     }
     within("end a running copy", &t.addr(), d + Duration::from_secs(6), c.batch_execute(&end_copy_sql(slot, app)))
         .await?;
+    let left: i64 = within("find a running copy", &t.addr(), d, c.query_one(q, &[&slot, &app])).await?.get(0);
+    if left > 0 {
+        return Err(PgError::Server {
+            what: "end a running copy".into(),
+            addr: t.addr(),
+            message: format!("{left} backend(s) of the copy (slot {slot}, {app}) did not end within 5 s; run again"),
+            code: None,
+        });
+    }
     Ok(found)
 }
 

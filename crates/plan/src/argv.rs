@@ -110,6 +110,9 @@ pub fn pg_basebackup(
         "--slot".into(),
         slot.into(),
         "--progress".into(),
+        // pgscale empties a partial copy itself; a copy that fails must not
+        // clean up after itself while a re-run already copies again.
+        "--no-clean".into(),
     ];
     v.extend(max_rate.map(|r| format!("--max-rate={r}")));
     v

@@ -312,16 +312,22 @@ impl Plan {
 
     /// Run `next` after this plan, as one plan: this plan's steps first, in
     /// order and alone (wave 0, no lanes), then `next`'s waves and lanes.
-    /// `next`'s steps whose id this plan already has are dropped (both
-    /// start with the same `record`).
+    /// `next`'s `record` step is dropped when this plan records already;
+    /// its other steps keep unique ids (`#2` when this plan has the id).
     pub fn then(mut self, next: Plan) -> Plan {
         for s in &mut self.steps {
             s.wave = 0;
             s.lane = String::new();
         }
-        let have: std::collections::BTreeSet<String> = self.steps.iter().map(|s| s.id.clone()).collect();
-        for mut s in next.steps.into_iter().filter(|s| !have.contains(&s.id)) {
+        let records = |s: &Step| matches!(s.action, Action::SaveInventory { .. }) && s.id == "record";
+        let recorded = self.steps.iter().any(records);
+        for mut s in next.steps.into_iter().filter(|s| !(recorded && records(s))) {
             s.wave += 1;
+            if self.steps.iter().any(|x| x.id == s.id) {
+                let base = s.id.clone();
+                let n = self.steps.iter().filter(|x| x.id == base || x.id.starts_with(&format!("{base}#"))).count();
+                s.id = format!("{base}#{}", n + 1);
+            }
             self.steps.push(s);
         }
         self.parallel = self.parallel.max(next.parallel);
@@ -392,5 +398,24 @@ mod tests {
         assert!(r.contains("  3. [-] forget the cluster"), "{r}");
         let j = serde_json::to_value(&p).unwrap();
         assert_eq!(j["steps"][0]["action"]["kind"], "reload");
+    }
+
+    #[test]
+    fn then_runs_the_first_plan_alone_and_keeps_ids_unique() {
+        let mut a = Plan::new("demo", "init");
+        a.push("", "record", Action::SaveInventory { phase: Phase::Initializing }, "intent");
+        a.push("pg1", "check-hba", Action::CheckHba, "check");
+        let mut b = Plan::new("demo", "scale-out");
+        b.parallel = 2;
+        b.push_in(0, "", "", "record", Action::SaveInventory { phase: Phase::Ready }, "intent");
+        b.push_in(0, "pg1", "pg1", "check-hba", Action::CheckHba, "check again");
+        b.push_in(1, "pg2", "pg2", "start", Action::Reload, "x");
+        let p = a.then(b);
+        let ids: Vec<_> = p.steps.iter().map(|s| (s.id.as_str(), s.wave, s.lane.as_str())).collect();
+        assert_eq!(
+            ids,
+            [("record", 0, ""), ("pg1:check-hba", 0, ""), ("pg1:check-hba#2", 1, "pg1"), ("pg2:start", 2, "pg2")]
+        );
+        assert_eq!(p.parallel, 2);
     }
 }
