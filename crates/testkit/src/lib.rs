@@ -357,7 +357,7 @@ pub fn basebackups_into(data_dir: &Path) -> Vec<i32> {
         let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
         let args: Vec<String> = cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         let is_copy = args.first().is_some_and(|a| a.ends_with("pg_basebackup"));
-        if is_copy && args.iter().any(|a| *a == want) && alive(pid) {
+        if is_copy && args.contains(&want) && alive(pid) {
             v.push(pid);
         }
     }
