@@ -177,6 +177,12 @@ fn rejoin_rewinds_or_reclones() {
     assert!(argv.iter().any(|a| a.contains("passfile=") && !a.contains("password")));
     let p = plan_rejoin(&d, "pg1", &ctx(), &o, &f, true, &opts()).unwrap();
     assert!(pos(&p, "pg1:empty") < pos(&p, "pg1:basebackup"));
+    // a copy left running by a killed `rejoin --reclone` is ended on the
+    // upstream before the directory is emptied
+    assert!(pos(&p, "pg1:end-copy") < pos(&p, "pg1:empty"));
+    assert_eq!(p.steps[pos(&p, "pg1:end-copy")].node, "pg2");
+    let Action::BaseBackup { argv, .. } = &p.steps[pos(&p, "pg1:basebackup")].action else { panic!() };
+    assert!(argv.contains(&"--no-clean".to_string()), "{argv:?}");
     assert!(!ids(&p).contains(&"pg1:rewind"));
     assert!(plan_rejoin(&d, "pg2", &ctx(), &o, &f, false, &opts()).is_err());
 }
