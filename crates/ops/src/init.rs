@@ -8,7 +8,7 @@ use crate::cluster::{host_facts, read_inventory_file, Cluster, WAIT};
 use crate::error::{invalid, problems, OpError};
 use crate::hostcheck::{precheck, Scope};
 use crate::scale_out::{self, Opts, Prepared};
-use crate::{run_plan, Apply, Env, Outcome};
+use crate::{Env, Outcome};
 use model::{ObservedRole, Phase, Role, RunState};
 use plan::init::InitFacts;
 use std::collections::BTreeMap;
@@ -165,18 +165,7 @@ pub async fn execute(
     } else {
         (cl, init)
     };
-    let out = run_plan(
-        env,
-        &cl,
-        desired.clone(),
-        plan,
-        Apply { dry_run: r.dry_run, question: None, timeout: r.timeout, rerun },
-    )
-    .await?;
-    if !r.dry_run {
-        env.ui.say(&format!("next: pgscale status -n {}", desired.name));
-    }
-    Ok(out)
+    scale_out::apply_adding(env, &cl, desired, plan, o, rerun).await
 }
 
 /// A commented 3-node spec: a primary, a synchronous standby and an

@@ -14,31 +14,23 @@ pub struct Request {
 pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     let lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale resume")?) };
     let inv = env.home.load(&r.name)?;
+    // Copies go on as the interrupted command would have made them.
+    let o = scale_out::Opts {
+        dry_run: r.dry_run,
+        parallel: None,
+        timeout: r.timeout,
+        catchup: Duration::from_secs(600),
+        install: false,
+        pg_major: None,
+        max_rate: None,
+    };
     if inv.state.phase == model::Phase::Initializing {
         env.ui.say(&format!("resuming init of {} from its recorded definition", r.name));
-        let o = scale_out::Opts {
-            dry_run: r.dry_run,
-            parallel: None,
-            timeout: r.timeout,
-            catchup: Duration::from_secs(600),
-            install: false,
-            pg_major: None,
-            max_rate: None,
-        };
         let locs = plan::Locations::for_file(format!("the inventory of {}", r.name));
         return crate::init::execute(env, inv, &locs, &o, format!("pgscale resume -n {}", r.name)).await;
     }
     if inv.nodes.iter().any(|n| n.state.joining) {
         env.ui.say(&format!("resuming scale-out of {}", r.name));
-        let o = scale_out::Opts {
-            dry_run: r.dry_run,
-            parallel: None,
-            timeout: r.timeout,
-            catchup: Duration::from_secs(600),
-            install: false,
-            pg_major: None,
-            max_rate: None,
-        };
         return scale_out::execute(env, inv, None, &o).await;
     }
     if inv.nodes.iter().any(|n| n.state.leaving) {

@@ -212,16 +212,23 @@ pub async fn execute(
         return Ok(Outcome::Unchanged("nothing to do: the cluster already matches".into()));
     }
     let rerun = format!("pgscale resume -n {}", desired.name);
-    let out = run_plan(
-        env,
-        &cl,
-        desired.clone(),
-        plan,
-        Apply { dry_run: o.dry_run, question: None, timeout: o.timeout, rerun },
-    )
-    .await?;
+    apply_adding(env, &cl, desired, plan, o, rerun).await
+}
+
+/// Run a plan that adds nodes (scale-out, init), then say what to look at.
+pub(crate) async fn apply_adding(
+    env: Env<'_>,
+    cl: &Cluster,
+    desired: Inventory,
+    plan: plan::Plan,
+    o: &Opts,
+    rerun: String,
+) -> Result<Outcome, OpError> {
+    let name = desired.name.clone();
+    let a = Apply { dry_run: o.dry_run, question: None, timeout: o.timeout, rerun };
+    let out = run_plan(env, cl, desired, plan, a).await?;
     if !o.dry_run {
-        env.ui.say(&format!("next: pgscale status -n {}", desired.name));
+        env.ui.say(&format!("next: pgscale status -n {name}"));
     }
     Ok(out)
 }
