@@ -77,6 +77,10 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
         // created, standbys already members) so this run continues instead
         // of refusing them.
         desired.state = recorded.state.clone();
+        // The binaries and OS user the interrupted run resolved, unless the
+        // file names them: a re-run must not switch versions half-way.
+        desired.postgres.bin_dir = desired.postgres.bin_dir.clone().or(recorded.postgres.bin_dir.clone());
+        desired.postgres.os_user = desired.postgres.os_user.clone().or(recorded.postgres.os_user.clone());
         for n in &mut desired.nodes {
             if let Some(x) = recorded.node(&n.name) {
                 n.state = x.state.clone();
