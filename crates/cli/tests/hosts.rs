@@ -100,6 +100,12 @@ fn host_check_finds_every_problem_at_once_locally_and_over_ssh() {
     );
     let out = k.cmd().args(["host", "check", "--install", "--dry-run", "-c"]).arg(&fixable).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
+    if !testkit::is_root() {
+        // A normal user without passwordless sudo: refused, saying why.
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("--install needs root"), "{err}");
+        return;
+    }
     assert!(err.contains("useradd") && err.contains("nosuchuser_pgs"), "{err}");
     assert!(nix::unistd::User::from_name("nosuchuser_pgs").unwrap().is_none(), "a dry run creates no user");
     // init's dry run shows the same steps and says the plan needs ready hosts
