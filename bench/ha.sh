@@ -19,30 +19,14 @@ chmod 755 "$W"
 export PGSCALE_HOME=$W/home
 if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres --); OSU=postgres; else AS=(); OSU=$(id -un); fi
 chown "$OSU" "$W"
-log() { echo "bench: $*" >&2; }
+. bench/lib.sh
 PROBE_PID=
 cleanup() {
   [ -n "$PROBE_PID" ] && kill "$PROBE_PID" 2>/dev/null || true
-  for f in "$W"/*/postmaster.pid; do
-    [ -f "$f" ] || continue
-    pid=$(head -1 "$f")
-    kill -9 -- "-$pid" 2>/dev/null || true
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  rm -rf "$W"
+  stop_servers
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" "$@"; }
-maxof() { python3 -c "import sys; print(f'{max(map(float, sys.argv[1:])):.2f}')" "$@"; }
-PORT=$(python3 -c 'import socket
-for _ in range(50):
-    s=socket.socket(); s.bind(("127.0.0.1",0)); p=s.getsockname()[1]
-    try:
-        [socket.socket().bind((f"127.0.0.{i}",p)) for i in range(2,8)]; print(p); break
-    except OSError: pass')
-node() { printf '  - name: %s\n    host: %s\n    port: %s\n    data_dir: %s\n' "$1" "$2" "$PORT" "$W/$1"; if [ -n "${3:-}" ]; then printf '    %s\n' "$3"; fi; }
+PORT=$(free_port 7)
 mkcluster() { # name, primary address
   { echo "name: $1"; echo "nodes:"; node "${1}1" "$2"; } > "$W/$1.yaml"
   "$B" init -c "$W/$1.yaml" >/dev/null 2>&1

@@ -14,30 +14,9 @@ B=$PWD/target/release/pgscale
 W=$(mktemp -d /tmp/pgscale-bench-XXXXXX)
 chmod 755 "$W"
 export PGSCALE_HOME=$W/home
-log() { echo "bench: $*" >&2; }
-cleanup() {
-  for f in "$W"/*/postmaster.pid; do
-    [ -f "$f" ] || continue
-    pid=$(head -1 "$f")
-    kill -9 -- "-$pid" 2>/dev/null || true
-    kill -9 "$pid" 2>/dev/null || true
-  done
-  rm -rf "$W"
-}
-trap cleanup EXIT
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" "$@"; }
-PORT=$(python3 -c 'import socket
-for _ in range(50):
-    s=socket.socket(); s.bind(("127.0.0.1",0)); p=s.getsockname()[1]
-    try:
-        [socket.socket().bind((f"127.0.0.{i}",p)) for i in range(2,4)]; print(p); break
-    except OSError: pass')
-node() { # name address [extra field]
-  printf '  - name: %s\n    host: %s\n    port: %s\n    data_dir: %s\n' "$1" "$2" "$PORT" "$W/$1"
-  if [ -n "${3:-}" ]; then printf '    %s\n' "$3"; fi
-}
+. bench/lib.sh
+trap stop_servers EXIT
+PORT=$(free_port 3)
 { echo "name: bench"; echo "nodes:"; node pg1 127.0.0.1; node pg2 127.0.0.2 "sync: sync"; node pg3 127.0.0.3 "upstream: pg2"; } > "$W/all.yaml"
 { echo "name: bench"; echo "nodes:"; node pg1 127.0.0.1; } > "$W/primary.yaml"
 { echo "nodes:"; node pg2 127.0.0.2 "sync: sync"; node pg3 127.0.0.3 "upstream: pg2"; } > "$W/add.yaml"

@@ -19,33 +19,13 @@ export PGSCALE_HOME=$W/home
 if [ "$(id -u)" = 0 ]; then AS=(runuser -u postgres --); OSU=postgres; else AS=(); OSU=$(id -un); fi
 # the bare copies run as the OS user and create their directories here
 chown "$OSU" "$W"
-log() { echo "bench: $*" >&2; }
+. bench/lib.sh
 cleanup() {
-  for f in "$W"/*/postmaster.pid; do
-    [ -f "$f" ] || continue
-    pid=$(head -1 "$f")
-    kill -CONT "$pid" 2>/dev/null || true
-    kill -9 -- "-$pid" 2>/dev/null || true
-    kill -9 "$pid" 2>/dev/null || true
-  done
   [ -n "${PGB:-}" ] && kill "$PGB" 2>/dev/null || true
-  rm -rf "$W"
+  stop_servers
 }
 trap cleanup EXIT
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2 - $1:.2f}')"; }
-median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" "$@"; }
-PORT=$(python3 -c 'import socket
-for _ in range(50):
-    s=socket.socket(); s.bind(("127.0.0.1",0)); p=s.getsockname()[1]
-    try:
-        [socket.socket().bind((f"127.0.0.{i}",p)) for i in range(2,10)]; print(p); break
-    except OSError: pass')
-
-node() { # name address [extra field]
-  printf '  - name: %s\n    host: %s\n    port: %s\n    data_dir: %s\n' "$1" "$2" "$PORT" "$W/$1"
-  if [ -n "${3:-}" ]; then printf '    %s\n' "$3"; fi
-}
+PORT=$(free_port 9)
 { echo "name: bench"; echo "nodes:"; node pg1 127.0.0.1; } > "$W/c.yaml"
 "$B" init -c "$W/c.yaml" 2>/dev/null
 PSQL=("$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -Atq)
