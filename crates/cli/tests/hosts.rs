@@ -193,8 +193,10 @@ fn two_frozen_hosts_cost_one_deadline_and_scale_in_finishes() {
         let st = s["nodes"].as_array().unwrap().iter().find(|m| m["name"] == x).unwrap();
         assert_eq!(st["state"], "unreachable", "{s}");
     }
-    // One deadline (3 s) for both, not one each (6 s and more).
-    assert!(took < Duration::from_secs(5), "status took {took:?} for two dead hosts with a 3 s deadline");
+    // One deadline (3 s) for both, not one each (6 s and more): within the
+    // deadline plus 1 s, as the issue asks.
+    eprintln!("status with two frozen hosts and a 3 s deadline took {took:?}");
+    assert!(took < Duration::from_secs(4), "status took {took:?} for two dead hosts with a 3 s deadline");
 
     let t = Instant::now();
     let out = k.cmd().args(["scale-in", "-n", "iota", "--node", "pg3", "--yes", "--timeout", "3s"]).output().unwrap();

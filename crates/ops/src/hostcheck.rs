@@ -234,13 +234,8 @@ pub async fn check(env: Env<'_>, inv: &Inventory, scope: &Scope) -> Result<HostC
         out.install.extend(steps.iter().cloned());
         per_host.push((i, steps));
     }
-    for s in &out.install {
-        env.ui.say(&format!(
-            "install on {}: {}\n        why: {}",
-            s.host,
-            s.argv.iter().map(|a| hc::shell_quote(a)).collect::<Vec<_>>().join(" "),
-            s.why
-        ));
+    if !out.install.is_empty() {
+        env.ui.say(&format!("install steps (as root or sudo -n):\n{}", hc::render_steps(&out.install).trim_end()));
     }
     if scope.dry_run || out.install.is_empty() {
         return Ok(out);
@@ -314,13 +309,7 @@ pub async fn ensure_local_server(env: Env<'_>) -> Result<(), OpError> {
     env.ui.say(&format!(
         "The PostgreSQL server (initdb, pg_ctl, ...) is not on this machine: installing PostgreSQL {major} first:"
     ));
-    for s in &steps {
-        env.ui.say(&format!(
-            "  {}    # {}",
-            s.argv.iter().map(|a| hc::shell_quote(a)).collect::<Vec<_>>().join(" "),
-            s.why
-        ));
-    }
+    env.ui.say(hc::render_steps(&steps).trim_end());
     for s in &steps {
         let o = h.run_login(&host::Run::new(&s.argv, Duration::from_secs(1200))).await?;
         if !o.ok() {

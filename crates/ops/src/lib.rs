@@ -51,15 +51,6 @@ pub enum Outcome {
     Unchanged(String),
 }
 
-impl Outcome {
-    pub fn plan(&self) -> Option<&Plan> {
-        match self {
-            Outcome::Planned(p) | Outcome::Applied { plan: p, .. } => Some(p),
-            Outcome::Unchanged(_) => None,
-        }
-    }
-}
-
 /// How a prepared plan is run.
 pub(crate) struct Apply<'q> {
     pub dry_run: bool,

@@ -16,7 +16,6 @@ pub struct LoadStats {
     /// Ids whose commit was acknowledged.
     pub committed: Vec<i64>,
     pub failures: u64,
-    pub max_latency: Duration,
     /// Acknowledged commits with the time since the load started.
     pub acked_at: Vec<Duration>,
 }
@@ -41,8 +40,6 @@ pub struct Load {
     task: tokio::task::JoinHandle<()>,
     stats: Arc<Mutex<LoadStats>>,
     started: Instant,
-    /// Where the writes go (changed after a role change).
-    target: Arc<Mutex<Vec<Target>>>,
 }
 
 impl Load {
@@ -59,21 +56,15 @@ impl Load {
         )
         .await?;
         let stop = Arc::new(AtomicBool::new(false));
-        let target = Arc::new(Mutex::new(targets));
         let started = Instant::now();
         let stats = Arc::new(Mutex::new(LoadStats::default()));
-        let task = tokio::spawn(run(target.clone(), stop.clone(), stats.clone(), started, max_rows, max_time));
-        Ok(Load { stop, task, stats, started, target })
+        let task = tokio::spawn(run(targets, stop.clone(), stats.clone(), started, max_rows, max_time));
+        Ok(Load { stop, task, stats, started })
     }
 
     /// Time since the load started.
     pub fn now(&self) -> Duration {
         self.started.elapsed()
-    }
-
-    /// Replace the nodes the load writes to (the first is tried first).
-    pub fn retarget(&self, targets: Vec<Target>) {
-        *self.target.lock().unwrap_or_else(|p| p.into_inner()) = targets;
     }
 
     /// What the load has seen so far.
@@ -91,7 +82,7 @@ impl Load {
 }
 
 async fn run(
-    targets: Arc<Mutex<Vec<Target>>>,
+    targets: Vec<Target>,
     stop: Arc<AtomicBool>,
     stats: Arc<Mutex<LoadStats>>,
     t0: Instant,
@@ -103,25 +94,20 @@ async fn run(
     let mut id: i64 = 0;
     let sql = format!("INSERT INTO {TABLE} (id) VALUES ($1)");
     while !stop.load(Ordering::Relaxed) && id < max_rows && t0.elapsed() < max_time {
-        if client.is_none() {
-            let ts = targets.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if !ts.is_empty() {
-                let t = &ts[next_target % ts.len()];
-                next_target += 1;
-                if let Ok(c) = pg::connect(t, Duration::from_secs(2)).await {
-                    // A standby refuses writes: try the next node.
-                    if pg::is_primary(&c, &t.addr(), Duration::from_secs(2)).await.unwrap_or(false) {
-                        client = Some(c);
-                    }
+        if client.is_none() && !targets.is_empty() {
+            let t = &targets[next_target % targets.len()];
+            next_target += 1;
+            if let Ok(c) = pg::connect(t, Duration::from_secs(2)).await {
+                // A standby refuses writes: try the next node.
+                if pg::is_primary(&c, &t.addr(), Duration::from_secs(2)).await.unwrap_or(false) {
+                    client = Some(c);
                 }
             }
         }
         if let Some(c) = &client {
-            let t = Instant::now();
             match tokio::time::timeout(Duration::from_secs(10), c.execute(sql.as_str(), &[&id])).await {
                 Ok(Ok(_)) => {
                     let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
-                    st.max_latency = st.max_latency.max(t.elapsed());
                     st.committed.push(id);
                     st.acked_at.push(t0.elapsed());
                 }
