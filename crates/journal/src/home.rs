@@ -18,7 +18,7 @@ pub enum HomeError {
     },
     #[error("read {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("cluster {cluster} is busy: `{}` (pid {}, started {}) holds its lock; wait for it to finish, or if that process is gone, run the command again", .holder.command, .holder.pid, .holder.started)]
+    #[error("cluster {cluster} is busy: {holder} holds its lock; wait for it to finish, or if that process is gone, run the command again")]
     Held { cluster: String, holder: Holder },
     #[error("cluster `{0}` is not known in this home; `pgscale list` shows the known ones")]
     Unknown(String),
@@ -170,6 +170,7 @@ mod tests {
                 socket_dir: None,
                 state: model::NodeState { created_dirs: vec!["/d/pg1".into()], ..Default::default() },
             }],
+            dcs: None,
             state: Default::default(),
         }
     }

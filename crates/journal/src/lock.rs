@@ -12,9 +12,34 @@ use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
+    /// The machine the holder runs on.
+    #[serde(default)]
+    pub host: String,
     pub command: String,
     pub pid: u32,
     pub started: String,
+}
+
+impl Holder {
+    /// This process, running `command`, from now.
+    pub fn me(command: &str) -> Holder {
+        Holder {
+            host: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default(),
+            command: command.into(),
+            pid: std::process::id(),
+            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` (pid {}", self.command, self.pid)?;
+        if !self.host.is_empty() {
+            write!(f, " on {}", self.host)?;
+        }
+        write!(f, ", started {})", self.started)
+    }
 }
 
 #[derive(Debug)]
@@ -38,6 +63,7 @@ impl LockGuard {
                 let mut s = String::new();
                 let _ = file.read_to_string(&mut s);
                 let holder = serde_json::from_str(&s).unwrap_or(Holder {
+                    host: String::new(),
                     command: "another pgscale command".into(),
                     pid: 0,
                     started: "unknown".into(),
@@ -46,11 +72,7 @@ impl LockGuard {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", path)(e)),
         }
-        let holder = Holder {
-            command: command.into(),
-            pid: std::process::id(),
-            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        };
+        let holder = Holder::me(command);
         file.set_len(0).map_err(io("truncate", path))?;
         file.rewind().map_err(io("rewind", path))?;
         file.write_all(serde_json::to_string(&holder).unwrap_or_default().as_bytes()).map_err(io("write", path))?;

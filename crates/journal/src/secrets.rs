@@ -87,6 +87,17 @@ impl Secrets {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("read", path)(e)),
         }
+        let (s, changed) = Secrets::from_map(path, by_user, users);
+        if changed && persist {
+            s.save()?;
+        }
+        Ok(s)
+    }
+
+    /// Passwords held elsewhere (etcd), to be written to `path` for
+    /// PGPASSFILE; missing ones for `users` are generated (the bool says so).
+    /// Nothing is written here.
+    pub fn from_map(path: &Path, mut by_user: BTreeMap<String, String>, users: &[&str]) -> (Secrets, bool) {
         let mut changed = false;
         for u in users {
             if !by_user.contains_key(*u) {
@@ -94,14 +105,16 @@ impl Secrets {
                 changed = true;
             }
         }
-        let s = Secrets { path: path.to_path_buf(), by_user };
-        if changed && persist {
-            s.save()?;
-        }
-        Ok(s)
+        (Secrets { path: path.to_path_buf(), by_user }, changed)
     }
 
-    fn save(&self) -> Result<(), HomeError> {
+    /// Every user's password (for a store that keeps them encrypted).
+    pub fn all(&self) -> &BTreeMap<String, String> {
+        &self.by_user
+    }
+
+    /// Write the file (mode 0600, atomically).
+    pub fn save(&self) -> Result<(), HomeError> {
         let mut text = String::from("# pgscale: passwords of this cluster's roles (.pgpass format). Keep mode 0600.\n");
         for (u, p) in &self.by_user {
             text += &pgpass_line(u, p);

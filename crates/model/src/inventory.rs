@@ -17,6 +17,9 @@ pub struct Inventory {
     #[serde(default)]
     pub postgres: PostgresSpec,
     pub nodes: Vec<NodeSpec>,
+    /// Where the cluster's state lives (default: the home directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dcs: Option<crate::Dcs>,
     /// Written by pgscale in its home copy; refused in user files.
     #[serde(default, skip_serializing_if = "ClusterState::is_default")]
     pub state: ClusterState,

@@ -150,6 +150,7 @@ mod tests {
                 socket_dir: None,
                 state: Default::default(),
             }],
+            dcs: None,
             state: Default::default(),
         }
     }

@@ -94,7 +94,7 @@ mod tests {
 
     fn inv(hba: Vec<&str>) -> Inventory {
         let pg = PostgresSpec { hba: hba.into_iter().map(String::from).collect(), ..PostgresSpec::default() };
-        Inventory { name: "demo".into(), postgres: pg, nodes: vec![], state: Default::default() }
+        Inventory { name: "demo".into(), postgres: pg, nodes: vec![], dcs: None, state: Default::default() }
     }
 
     #[test]

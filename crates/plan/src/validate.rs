@@ -99,6 +99,12 @@ pub fn validate_static(inv: &Inventory, locs: &Locations) -> Vec<Problem> {
     if inv.nodes.is_empty() {
         bad("nodes".into(), "at least one node is needed".into());
     }
+    if let Some(e) = inv.dcs.as_ref().and_then(|d| d.etcd.as_ref()) {
+        for p in e.problems() {
+            let (field, msg) = p.split_once(": ").unwrap_or(("dcs.etcd", &p));
+            bad(field.into(), msg.into());
+        }
+    }
     let pg = &inv.postgres;
     if !valid_role(&pg.admin_user) {
         bad("postgres.admin_user".into(), format!("`{}` is not a valid role name (a-z, 0-9, _)", pg.admin_user));

@@ -3,6 +3,8 @@
 //! stopped by PID (postmaster.pid) when the test ends, passes or fails.
 //! Never a dependency of a shipped crate.
 
+pub mod etcd;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;

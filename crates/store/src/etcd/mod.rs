@@ -1,0 +1,404 @@
+//! etcd v3 as a store. Keys, under the prefix (default `/pgscale`):
+//!
+//! - `clusters/<name>/inventory`: the inventory as JSON; every write is a
+//!   transaction comparing the mod revision this object read (and, while
+//!   it holds the lock, that the lock key is still on its lease);
+//! - `clusters/<name>/lock`: the holder (host, pid, command, start) on a
+//!   lease of a few seconds that the holder keeps alive;
+//! - `clusters/<name>/secrets`: the passwords, sealed (see `crypt`);
+//! - `clusters/<name>/log/<time>-<pid>`: the operation log, one event per key.
+//!
+//! Every call has the store's deadline; a failed call says which endpoints
+//! failed. This machine keeps in its home, per cluster, the last inventory
+//! seen (for `status` while etcd is down), where the cluster lives (so
+//! `-n NAME` finds it without flags) and the passwords file for PGPASSFILE.
+
+mod crypt;
+mod health;
+mod lock;
+
+use crate::{Event, Kind, Lock, Secrets, Store, StoreError};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
+use model::{Dcs, EtcdSpec, Inventory};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+pub use crypt::Key;
+pub use health::diagnose;
+
+pub struct EtcdStore {
+    spec: EtcdSpec,
+    client: Client,
+    deadline: Duration,
+    lock_ttl: Duration,
+    key_file: PathBuf,
+    /// This machine's home: caches, pointers, the passwords file.
+    local: journal::Home,
+    /// Per cluster: the inventory's mod revision as last read or written (0: absent).
+    seen: Mutex<HashMap<String, i64>>,
+    held: lock::HeldMap,
+    pending: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    log_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>>,
+    log_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What a machine remembers about a cluster kept in etcd.
+pub const POINTER: &str = "store.json";
+const CACHE: &str = "inventory.cache.json";
+
+impl EtcdStore {
+    /// Connect (lazily: nothing fails here when etcd is down; the first
+    /// call does, within the deadline, naming the endpoints).
+    pub async fn connect(
+        spec: EtcdSpec,
+        local: journal::Home,
+        key_file: PathBuf,
+        deadline: Duration,
+        lock_ttl: Duration,
+    ) -> Result<EtcdStore, StoreError> {
+        let problems = spec.problems();
+        if !problems.is_empty() {
+            return Err(StoreError::Invalid(problems.join("; ")));
+        }
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(deadline)
+            .with_timeout(deadline)
+            .with_keep_alive(Duration::from_secs(1), deadline)
+            .with_require_leader(true);
+        let urls = spec.urls();
+        let client = match tokio::time::timeout(deadline, Client::connect(urls.clone(), Some(opts))).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(unavailable(&spec, &health::short(&e.to_string()), deadline).await),
+            Err(_) => return Err(unavailable(&spec, "no answer within the deadline", deadline).await),
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let log_task = tokio::spawn(log_writer(client.clone(), rx, deadline));
+        Ok(EtcdStore {
+            spec,
+            client,
+            deadline,
+            lock_ttl,
+            key_file,
+            local,
+            seen: Mutex::new(HashMap::new()),
+            held: Default::default(),
+            pending: Default::default(),
+            log_tx: Mutex::new(Some(tx)),
+            log_task: Mutex::new(Some(log_task)),
+        })
+    }
+
+    pub fn spec(&self) -> &EtcdSpec {
+        &self.spec
+    }
+
+    fn key(&self, name: &str, leaf: &str) -> String {
+        format!("{}/clusters/{name}/{leaf}", self.spec.prefix)
+    }
+
+    /// Run one etcd call within the deadline; failures name the endpoints.
+    async fn call<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.deadline, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(unavailable(&self.spec, &health::short(&e.to_string()), self.deadline).await),
+            Err(_) => Err(unavailable(&self.spec, "no answer within the deadline", self.deadline).await),
+        }
+    }
+
+    fn remember(&self, name: &str, rev: i64) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(name.into(), rev);
+    }
+
+    /// Best effort: this machine's memory of the cluster.
+    fn write_local(&self, inv: &Inventory) {
+        let dir = self.local.cluster_dir(&inv.name);
+        let pointer = serde_json::json!({ "etcd": self.spec });
+        let r = std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(&dir)
+            .and_then(|_| std::fs::write(dir.join(POINTER), pointer.to_string()))
+            .and_then(|_| std::fs::write(dir.join(CACHE), serde_json::to_string(inv).unwrap_or_default()));
+        if let Err(e) = r {
+            tracing::warn!("cache of {} in {}: {e}", inv.name, dir.display());
+        }
+    }
+
+    fn passwords_path(&self, name: &str) -> PathBuf {
+        self.local.secrets_path(name)
+    }
+
+    /// The sealed passwords and the key that opens them.
+    async fn read_secrets(&self, name: &str) -> Result<Option<crypt::Sealed>, StoreError> {
+        let r = self.call(self.client.clone().get(self.key(name, "secrets"), None)).await?;
+        match r.kvs().first() {
+            None => Ok(None),
+            Some(kv) => serde_json::from_slice(kv.value())
+                .map(Some)
+                .map_err(|e| StoreError::Key(format!("the sealed passwords of {name} in etcd are unreadable: {e}"))),
+        }
+    }
+
+    /// Write the passwords of `name` (sealed) to etcd.
+    async fn seal_secrets(&self, name: &str, map: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        let key = Key::load(&self.key_file, true)?.ok_or_else(|| StoreError::Key("no key".into()))?;
+        let sealed = key.seal(name, map)?;
+        let v = serde_json::to_string(&sealed).map_err(|e| StoreError::Key(e.to_string()))?;
+        self.call(self.client.clone().put(self.key(name, "secrets"), v, None)).await?;
+        Ok(())
+    }
+}
+
+async fn unavailable(spec: &EtcdSpec, what: &str, deadline: Duration) -> StoreError {
+    let per = health::diagnose(&spec.urls(), deadline.min(Duration::from_secs(1))).await;
+    StoreError::Unavailable { store: format!("etcd ({})", spec.endpoints.join(",")), detail: format!("{what} [{per}]") }
+}
+
+/// Writes the operation log in order, off the operation's path.
+async fn log_writer(client: Client, mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, String)>, d: Duration) {
+    while let Some((k, v)) = rx.recv().await {
+        match tokio::time::timeout(d, client.clone().put(k, v, None)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("operation log in etcd: {e}"),
+            Err(_) => tracing::warn!("operation log in etcd: no answer within {d:?}"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    fn kind(&self) -> Kind {
+        Kind::Etcd
+    }
+
+    fn describe(&self) -> String {
+        format!("etcd ({}, prefix {})", self.spec.endpoints.join(","), self.spec.prefix)
+    }
+
+    fn dcs(&self) -> Option<Dcs> {
+        Some(Dcs { etcd: Some(self.spec.clone()) })
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        let base = format!("{}/clusters/", self.spec.prefix);
+        let r = self
+            .call(self.client.clone().get(base.clone(), Some(GetOptions::new().with_prefix().with_keys_only())))
+            .await?;
+        let mut v: Vec<String> = r
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok()?.strip_prefix(&base)?.strip_suffix("/inventory").map(String::from))
+            .filter(|n| !n.contains('/'))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        let r = self
+            .call(self.client.clone().get(self.key(name, "inventory"), Some(GetOptions::new().with_keys_only())))
+            .await?;
+        let rev = r.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
+        self.remember(name, rev);
+        Ok(rev != 0)
+    }
+
+    async fn load(&self, name: &str) -> Result<Inventory, StoreError> {
+        let r = self.call(self.client.clone().get(self.key(name, "inventory"), None)).await?;
+        let Some(kv) = r.kvs().first() else {
+            self.remember(name, 0);
+            return Err(StoreError::Unknown { name: name.into(), store: self.describe(), hint: String::new() });
+        };
+        self.remember(name, kv.mod_revision());
+        let inv: Inventory = serde_json::from_slice(kv.value())
+            .map_err(|e| StoreError::Invalid(format!("the inventory of {name} in {}: {e}", self.describe())))?;
+        self.write_local(&inv);
+        Ok(inv)
+    }
+
+    async fn save(&self, inv: &Inventory) -> Result<(), StoreError> {
+        let mut inv = inv.clone();
+        inv.dcs = self.dcs();
+        let key = self.key(&inv.name, "inventory");
+        let lock_key = self.key(&inv.name, "lock");
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&inv.name).copied().unwrap_or(0);
+        let lease = self.held.lease(&inv.name);
+        let mut when = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, seen)];
+        if let Some(l) = lease {
+            when.push(Compare::lease(lock_key.clone(), CompareOp::Equal, l));
+        }
+        let value = serde_json::to_string(&inv).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let txn = Txn::new()
+            .when(when)
+            .and_then([TxnOp::put(key.clone(), value, None)])
+            .or_else([TxnOp::get(lock_key, None)]);
+        let r = self.call(self.client.clone().txn(txn)).await?;
+        if !r.succeeded() {
+            let lock_is_ours = r.op_responses().iter().any(|o| match o {
+                etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| Some(kv.lease())) == Some(lease),
+                _ => false,
+            });
+            if lease.is_some() && !lock_is_ours {
+                return Err(StoreError::LockLost {
+                    cluster: inv.name.clone(),
+                    store: self.describe(),
+                    why: "its lease expired and the lock is gone or another command's".into(),
+                });
+            }
+            return Err(StoreError::Conflict { cluster: inv.name.clone(), store: self.describe() });
+        }
+        let rev = r.header().map(|h| h.revision()).unwrap_or(0);
+        self.remember(&inv.name, rev);
+        self.write_local(&inv);
+        Ok(())
+    }
+
+    async fn forget(&self, name: &str) -> Result<(), StoreError> {
+        let txn = Txn::new().and_then([
+            TxnOp::delete(self.key(name, "inventory"), None),
+            TxnOp::delete(self.key(name, "secrets"), None),
+            TxnOp::delete(self.key(name, "log/"), Some(etcd_client::DeleteOptions::new().with_prefix())),
+        ]);
+        self.call(self.client.clone().txn(txn)).await?;
+        self.remember(name, 0);
+        let _ = std::fs::remove_dir_all(self.local.cluster_dir(name));
+        Ok(())
+    }
+
+    async fn lock(&self, name: &str, command: &str, wait: Duration) -> Result<Lock, StoreError> {
+        lock::acquire(self, name, command, wait).await
+    }
+
+    fn lock_lost(&self, name: &str) -> Option<String> {
+        self.held.lost(name)
+    }
+
+    async fn secrets(&self, name: &str, users: &[&str], persist: bool) -> Result<Secrets, StoreError> {
+        let path = self.passwords_path(name);
+        let map = match self.read_secrets(name).await? {
+            None => BTreeMap::new(),
+            Some(sealed) => {
+                let key = Key::load(&self.key_file, false)?.ok_or_else(|| {
+                    StoreError::Key(format!(
+                        "the passwords of cluster {name} in etcd are sealed with key {}, and this machine has no key \
+                         file at {}: copy it (mode 0600) from the machine that created the cluster, or point \
+                         --etcd-key-file / PGSCALE_ETCD_KEY_FILE at it. The key is never stored in etcd.",
+                        sealed.key_id,
+                        self.key_file.display()
+                    ))
+                })?;
+                key.open(name, &sealed, &self.key_file)?
+            }
+        };
+        let (secrets, changed) = Secrets::from_map(&path, map, users);
+        if changed && !persist {
+            return Ok(secrets);
+        }
+        if changed {
+            self.seal_secrets(name, secrets.all()).await?;
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(self.local.cluster_dir(name))
+            .map_err(|e| StoreError::Key(format!("create {}: {e}", self.local.cluster_dir(name).display())))?;
+        secrets.save()?;
+        Ok(secrets)
+    }
+
+    async fn put_secrets(&self, name: &str, map: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        self.seal_secrets(name, map).await
+    }
+
+    async fn forget_record(&self, name: &str) -> Result<(), StoreError> {
+        let txn = Txn::new().and_then([
+            TxnOp::delete(self.key(name, "inventory"), None),
+            TxnOp::delete(self.key(name, "secrets"), None),
+        ]);
+        self.call(self.client.clone().txn(txn)).await?;
+        self.remember(name, 0);
+        forget_pointer(&self.local, name);
+        Ok(())
+    }
+
+    fn record(&self, name: &str, event: &Event<'_>) {
+        let now = std::time::SystemTime::now();
+        let nanos = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let line = serde_json::json!({
+            "ts": humantime::format_rfc3339_millis(now).to_string(),
+            "pid": std::process::id(),
+            "event": event,
+        });
+        let key = self.key(name, &format!("log/{nanos:020}-{}", std::process::id()));
+        if let Some(tx) = self.log_tx.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = tx.send((key, line.to_string()));
+        }
+    }
+
+    async fn log(&self, name: &str, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+        let opts =
+            GetOptions::new().with_prefix().with_sort(SortTarget::Key, SortOrder::Descend).with_limit(limit as i64);
+        let r = self.call(self.client.clone().get(self.key(name, "log/"), Some(opts))).await?;
+        let mut v: Vec<serde_json::Value> =
+            r.kvs().iter().filter_map(|kv| serde_json::from_slice(kv.value()).ok()).collect();
+        v.reverse();
+        // The event's fields at the top level, as in the home's journal.
+        Ok(v.into_iter()
+            .map(|mut l| {
+                if let Some(serde_json::Value::Object(ev)) = l.get_mut("event").map(serde_json::Value::take) {
+                    if let serde_json::Value::Object(o) = &mut l {
+                        o.remove("event");
+                        o.extend(ev);
+                    }
+                }
+                l
+            })
+            .collect())
+    }
+
+    fn cached(&self, name: &str) -> Option<(Inventory, String)> {
+        let p = self.local.cluster_dir(name).join(CACHE);
+        let inv = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+        let when = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+        Some((inv, humantime::format_rfc3339_seconds(when).to_string()))
+    }
+
+    /// Flush the operation log and wait for lock releases.
+    async fn close(&self) {
+        let tx = self.log_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(tx);
+        let task = self.log_task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = task {
+            let _ = tokio::time::timeout(self.deadline, t).await;
+        }
+        // Still usable after a flush: a fresh writer for later records.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.log_task.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(tokio::spawn(log_writer(self.client.clone(), rx, self.deadline)));
+        *self.log_tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let pending: Vec<_> = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::time::timeout(self.deadline, futures::future::join_all(pending)).await;
+    }
+}
+
+/// Where a cluster kept in etcd is, as this machine remembers it.
+pub fn pointer(home: &journal::Home, name: &str) -> Option<EtcdSpec> {
+    let text = std::fs::read(home.cluster_dir(name).join(POINTER)).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    serde_json::from_value(v.get("etcd")?.clone()).ok()
+}
+
+/// Forget this machine's memory of a cluster kept in etcd (after a migration home).
+pub fn forget_pointer(home: &journal::Home, name: &str) {
+    let dir = home.cluster_dir(name);
+    let _ = std::fs::remove_file(dir.join(POINTER));
+    let _ = std::fs::remove_file(dir.join(CACHE));
+}
+
+pub fn key_path_default(home: &Path) -> PathBuf {
+    home.join("etcd.key")
+}
