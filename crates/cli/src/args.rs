@@ -19,6 +19,25 @@ pub struct Cli {
     /// Where inventories, secrets and journals live.
     #[arg(long, global = true, env = "PGSCALE_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
+    /// Keep and find clusters' state in etcd (client URLs, comma-separated)
+    /// instead of the home; see `pgscale store --help`.
+    #[arg(long, global = true, env = "PGSCALE_ETCD", value_name = "URL,...", value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// Key prefix in etcd.
+    #[arg(long, global = true, env = "PGSCALE_ETCD_PREFIX", default_value = "/pgscale", value_name = "PREFIX")]
+    pub etcd_prefix: String,
+    /// The key file sealing passwords kept in etcd (never stored in etcd). Default: <home>/etcd.key.
+    #[arg(long, global = true, env = "PGSCALE_ETCD_KEY_FILE", value_name = "FILE")]
+    pub etcd_key_file: Option<PathBuf>,
+    /// Deadline of each call to the store (etcd).
+    #[arg(long, global = true, env = "PGSCALE_STORE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub store_timeout: Duration,
+    /// TTL of the cluster lock's lease in etcd: a crashed holder's lock vanishes within it.
+    #[arg(long, global = true, env = "PGSCALE_LOCK_TTL", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lock_ttl: Duration,
+    /// Wait this long for a busy cluster's lock before refusing (default: refuse at once).
+    #[arg(long, global = true, env = "PGSCALE_LOCK_WAIT", default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lock_wait: Duration,
     /// Output format of data printed on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -55,9 +74,17 @@ pub enum Command {
         after_help = "Examples:\n  pgscale destroy -n demo            # shows the plan and asks\n  pgscale destroy -n demo --yes      # scripts: no question"
     )]
     Destroy(DestroyArgs),
-    /// List the clusters known in the home.
-    #[command(after_help = "Example:\n  pgscale list --output json")]
+    /// List the clusters known in the home (and those it keeps in etcd), or in etcd with --etcd.
+    #[command(
+        after_help = "Examples:\n  pgscale list --output json\n  pgscale list --etcd 10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379"
+    )]
     List,
+    /// Where clusters' state lives: the home directory (default) or etcd.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// The operation log of a cluster (what each pgscale command did, step by step), from its store.
+    #[command(after_help = "Examples:\n  pgscale log -n demo\n  pgscale log -n demo --limit 500 --output json")]
+    Log(LogArgs),
     /// Show a node's pg_hba.conf as the server has it, and whether it matches the inventory.
     #[command(after_help = "Examples:\n  pgscale hba -n demo\n  pgscale hba -n demo --node pg2")]
     Hba(HbaArgs),
@@ -113,6 +140,41 @@ pub enum Command {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 3s or 500ms: {e}"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Move a cluster's state (inventory, passwords) between the home and etcd, without touching its servers.
+    #[command(
+        after_help = "Examples:\n  pgscale store migrate -n demo --to etcd --etcd 10.0.0.1:2379,10.0.0.2:2379,10.0.0.3:2379\n  pgscale store migrate -n demo --to home\n\nIn etcd, passwords are sealed with the key file (--etcd-key-file, default <home>/etcd.key,\ncreated when first needed); copy that file (mode 0600) to every machine that runs pgscale\nagainst the cluster. The key is never written to etcd. After a move to etcd, this machine\nremembers where the cluster is, so `-n NAME` works without --etcd here."
+    )]
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    /// Cluster name.
+    #[arg(short, long)]
+    pub name: NodeName,
+    /// Where the state goes.
+    #[arg(long, value_enum)]
+    pub to: StoreKind,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Home,
+    Etcd,
+}
+
+#[derive(Args, Debug)]
+pub struct LogArgs {
+    /// Cluster name.
+    #[arg(short, long)]
+    pub name: NodeName,
+    /// Show at most this many of the latest lines.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
 }
 
 #[derive(Subcommand, Debug)]

@@ -127,8 +127,16 @@ pub fn print_status(r: &StatusReport, fmt: OutputFormat) {
             n.data_dir.clone(),
         ]);
     }
-    println!("cluster {}: primary {}", r.cluster, r.primary.as_deref().unwrap_or("NONE (no node answers as primary)"));
+    println!(
+        "cluster {}: primary {}   (state in {})",
+        r.cluster,
+        r.primary.as_deref().unwrap_or("NONE (no node answers as primary)"),
+        r.store
+    );
     println!("{t}");
+    if let Some(e) = &r.store_error {
+        println!("  store: {e}");
+    }
     for n in &r.nodes {
         if let Some(e) = &n.error {
             println!("  {}: {e}", n.name);

@@ -4,7 +4,6 @@
 
 use futures::StreamExt;
 use host::{Host, HostError, Run};
-use journal::{Event, Home, HomeError, Journal, Secrets};
 use model::Inventory;
 use pg::{PgError, Target};
 use plan::{Action, Plan, Step};
@@ -12,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use store::{Event, Secrets, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -20,7 +20,7 @@ pub enum ExecError {
     #[error(transparent)]
     Pg(#[from] PgError),
     #[error(transparent)]
-    Home(#[from] HomeError),
+    Store(#[from] StoreError),
     #[error("{0}")]
     Check(String),
 }
@@ -34,14 +34,14 @@ pub struct NodeRt {
 }
 
 pub struct Runtime<'a> {
-    pub home: &'a Home,
+    /// Where the inventory and the operation log are written.
+    pub store: &'a dyn Store,
     /// The desired inventory; steps add to its `state` (directories created,
     /// members joined) and SaveInventory writes it. Behind a mutex because
     /// lanes run concurrently; never held across an await.
     pub inventory: Mutex<Inventory>,
     pub nodes: BTreeMap<String, NodeRt>,
     pub secrets: Secrets,
-    pub journal: Mutex<Journal>,
     /// Deadline of one remote call (SQL, file operation, probe).
     pub call_deadline: Duration,
     /// Deadline of pg_ctl waits and initdb.
@@ -71,6 +71,9 @@ pub struct StepResult {
 pub struct Report {
     pub results: Vec<StepResult>,
     pub elapsed: Duration,
+    /// A step failed because the store refused (the lock was lost, another
+    /// admin wrote the inventory, etcd lost its quorum): re-run later.
+    pub refused: bool,
 }
 
 impl Report {
@@ -145,16 +148,17 @@ pub async fn apply(plan: &Plan, rt: &Runtime<'_>, args: &[String], on: &mut (dyn
                 .await;
         }
     }
-    let results =
-        ex.st.into_inner().unwrap_or_else(|p| p.into_inner()).results.into_iter().enumerate().map(|(i, r)| {
-            r.unwrap_or(StepResult {
-                id: plan.steps[i].id.clone(),
-                node: plan.steps[i].node.clone(),
-                outcome: Outcome::NotRun,
-                elapsed: Duration::ZERO,
-            })
-        });
-    let report = Report { results: results.collect(), elapsed: t0.elapsed() };
+    let st = ex.st.into_inner().unwrap_or_else(|p| p.into_inner());
+    let refused = st.refused;
+    let results = st.results.into_iter().enumerate().map(|(i, r)| {
+        r.unwrap_or(StepResult {
+            id: plan.steps[i].id.clone(),
+            node: plan.steps[i].node.clone(),
+            outcome: Outcome::NotRun,
+            elapsed: Duration::ZERO,
+        })
+    });
+    let report = Report { results: results.collect(), elapsed: t0.elapsed(), refused };
     rt.record(&Event::Finished { operation: &plan.operation, ok: report.ok(), ms: report.elapsed.as_millis() });
     report
 }
@@ -163,6 +167,7 @@ pub async fn apply(plan: &Plan, rt: &Runtime<'_>, args: &[String], on: &mut (dyn
 struct ExecState {
     failed_lanes: BTreeSet<String>,
     any_failed: bool,
+    refused: bool,
     results: Vec<Option<StepResult>>,
 }
 
@@ -197,7 +202,10 @@ impl Exec<'_, '_, '_, '_> {
         self.emit(Progress::Started { index: i, total: self.total, step });
         self.rt.record(&Event::Started { step: &step.id, node: &step.node });
         let s0 = Instant::now();
-        let res = run_step(step, self.rt, &|done, total| self.emit(Progress::Bytes { step, done, total })).await;
+        let res = match self.rt.lock_lost() {
+            Some(e) => Err(ExecError::Store(e)),
+            None => run_step(step, self.rt, &|done, total| self.emit(Progress::Bytes { step, done, total })).await,
+        };
         let elapsed = s0.elapsed();
         let ms = elapsed.as_millis();
         let outcome = match res {
@@ -218,6 +226,7 @@ impl Exec<'_, '_, '_, '_> {
                 let msg = format!("{}: {e}", step.id);
                 self.rt.record(&Event::Failed { step: &step.id, node: &step.node, ms, error: &msg });
                 let mut st = self.st();
+                st.refused |= matches!(&e, ExecError::Store(s) if s.is_refusal());
                 st.any_failed = true;
                 st.failed_lanes.insert(step.lane.clone());
                 Outcome::Failed(msg)
@@ -240,11 +249,8 @@ impl Runtime<'_> {
     /// Journal writes are best effort: losing the log must not stop an
     /// operation half-way (the databases are the truth).
     fn record(&self, e: &Event) {
-        if let Ok(mut j) = self.journal.lock() {
-            if let Err(err) = j.record(e) {
-                tracing::warn!("journal: {err}");
-            }
-        }
+        let name = self.inv(|i| i.name.clone());
+        self.store.record(&name, e);
     }
 
     fn inv<T>(&self, f: impl FnOnce(&mut Inventory) -> T) -> T {
@@ -252,10 +258,17 @@ impl Runtime<'_> {
         f(&mut g)
     }
 
-    fn save(&self) -> Result<(), ExecError> {
+    async fn save(&self) -> Result<(), ExecError> {
         let inv = self.inv(|i| i.clone());
-        self.home.save(&inv)?;
+        self.store.save(&inv).await?;
         Ok(())
+    }
+
+    /// The store's word that this run may still hold the cluster's lock.
+    fn lock_lost(&self) -> Option<StoreError> {
+        let name = self.inv(|i| i.name.clone());
+        let why = self.store.lock_lost(&name)?;
+        Some(StoreError::LockLost { cluster: name, store: self.store.describe(), why })
     }
 
     /// The inventory as the run left it.
@@ -418,7 +431,7 @@ async fn run_step(
     match &step.action {
         Action::SaveInventory { phase } => {
             rt.inv(|i| i.state.phase = *phase);
-            rt.save()?;
+            rt.save().await?;
             Ok(None)
         }
         Action::CreateDir { path, adopt: _ } => {
@@ -433,7 +446,7 @@ async fn run_step(
             // Record before anything fills it: a re-run or destroy must know
             // this directory is ours.
             rt.inv(|i| remember_dir(i, &step.node, path, created));
-            rt.save()?;
+            rt.save().await?;
             Ok(if created { None } else { Some("exists (empty); mode and owner set".into()) })
         }
         Action::InitDb { data_dir, pwfile, argv } => {
@@ -619,7 +632,7 @@ async fn run_step(
         }
         Action::ClearIntent => {
             rt.inv(|i| i.state.previous_primary = None);
-            rt.save()?;
+            rt.save().await?;
             Ok(None)
         }
         Action::MarkRejoined { node: name } => {
@@ -628,7 +641,7 @@ async fn run_step(
                     n.state.needs_rejoin = false;
                 }
             });
-            rt.save()?;
+            rt.save().await?;
             Ok(None)
         }
         Action::MarkMember { node: name } => {
@@ -642,7 +655,7 @@ async fn run_step(
             if !changed {
                 return Ok(Some("already a member".into()));
             }
-            rt.save()?;
+            rt.save().await?;
             Ok(None)
         }
         Action::ForgetNode { node: name } => {
@@ -660,7 +673,7 @@ async fn run_step(
             if !before {
                 return Ok(Some("not in the inventory".into()));
             }
-            rt.save()?;
+            rt.save().await?;
             Ok(None)
         }
         Action::RemoveDir { path } => {
@@ -677,7 +690,7 @@ async fn run_step(
         }
         Action::ForgetCluster => {
             let name = rt.inv(|i| i.name.clone());
-            rt.home.forget(&name)?;
+            rt.store.forget(&name).await?;
             Ok(None)
         }
     }
@@ -695,18 +708,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
         let handle = tokio::spawn(async move {
-            let home = Home::new(root);
+            let home = store::HomeStore::new(journal::Home::new(root));
             let inv: Inventory = serde_json::from_value(serde_json::json!({
                 "name": "sendable",
                 "nodes": [{"name": "pg1", "host": "127.0.0.1", "port": 5432, "data_dir": "/nonexistent/pg1"}]
             }))
             .unwrap();
             let rt = Runtime {
-                home: &home,
+                store: &home,
                 inventory: Mutex::new(inv.clone()),
                 nodes: BTreeMap::new(),
-                secrets: home.secrets("sendable", &["postgres"]).unwrap(),
-                journal: Mutex::new(home.journal("sendable").unwrap()),
+                secrets: home.secrets("sendable", &["postgres"], true).await.unwrap(),
                 call_deadline: Duration::from_secs(1),
                 long_deadline: Duration::from_secs(1),
             };
@@ -719,7 +731,7 @@ mod tests {
                 }
             })
             .await;
-            (report.ok(), seen, home.load("sendable").is_ok())
+            (report.ok(), seen, home.load("sendable").await.is_ok())
         });
         assert_eq!(handle.await.unwrap(), (true, 1, true));
     }

@@ -25,12 +25,14 @@ pub struct Applied {
 }
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Applied, OpError> {
+    let store = env.stores.for_cluster(&r.name).await?;
     let (file, _locs) = read_inventory_file(&r.config)?;
     if file.name != r.name {
         return Err(invalid(format!("{} describes cluster `{}`, not `{}`", r.config.display(), file.name, r.name)));
     }
-    let _lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale apply-config")?) };
-    let stored = env.home.load(&r.name)?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale apply-config", env.stores.lock_wait()).await?) };
+    let stored = store.load(&r.name).await?;
     // What init resolved (binaries, OS user) stays unless the file says otherwise.
     let mut new_pg = file.postgres.clone();
     new_pg.bin_dir = new_pg.bin_dir.or(stored.postgres.bin_dir.clone());
@@ -41,7 +43,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Applied, OpError> {
     file_cmp.postgres = desired.postgres.clone();
     plan::apply_config::check_only_config_changed(&stored, &file_cmp).map_err(invalid)?;
 
-    let cl = Cluster::open(env.home, desired.clone(), r.timeout, r.dry_run).await?;
+    let cl = Cluster::open(store.clone(), desired.clone(), r.timeout, r.dry_run).await?;
     let ctx = cl.ctx(WAIT);
     let names: Vec<String> = desired
         .nodes

@@ -5,9 +5,9 @@
 
 use crate::cluster::{observed_hba, Cluster, WAIT};
 use crate::error::OpError;
-use journal::Home;
 use plan::check::{overall, CheckInput, Finding, Severity};
 use std::time::Duration;
+use store::Stores;
 
 pub struct Checked {
     pub cluster: String,
@@ -24,9 +24,10 @@ async fn disk_pct(h: &host::Host, path: &std::path::Path, d: Duration) -> Option
     line.split_whitespace().nth(4)?.trim_end_matches('%').parse().ok()
 }
 
-pub async fn run(home: &Home, name: &str, node: Option<&str>, timeout: Duration) -> Result<Checked, OpError> {
-    let inv = home.load(name)?;
-    let cl = Cluster::open(home, inv.clone(), timeout, true).await?;
+pub async fn run(stores: &Stores, name: &str, node: Option<&str>, timeout: Duration) -> Result<Checked, OpError> {
+    let store = stores.for_cluster(name).await?;
+    let inv = store.load(name).await?;
+    let cl = Cluster::open(store.clone(), inv.clone(), timeout, true).await?;
     let obs = pg::probe_all(&cl.targets(), timeout).await;
     let mut input = CheckInput { hba: observed_hba(&cl, &obs, timeout).await, ..Default::default() };
     let disks = futures::future::join_all(inv.nodes.iter().map(|n| {

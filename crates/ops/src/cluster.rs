@@ -5,12 +5,13 @@ use crate::error::{failed, invalid, problems, OpError};
 use crate::resolve;
 use exec::{NodeRt, Runtime};
 use host::Host;
-use journal::Home;
 use model::Inventory;
 use plan::Locations;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use store::Store;
 
 /// pg_ctl waits: long enough for crash recovery of a busy server.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -28,8 +29,17 @@ pub fn read_inventory_file(path: &Path) -> Result<(Inventory, Locations), OpErro
     Ok((inv, locs))
 }
 
+/// A recorded cluster's store and inventory.
+pub async fn stored(stores: &store::Stores, name: &str) -> Result<(Arc<dyn Store>, Inventory), OpError> {
+    let store = stores.for_cluster(name).await?;
+    let inv = store.load(name).await?;
+    Ok((store, inv))
+}
+
 /// A cluster ready to be acted on.
 pub struct Cluster {
+    /// Where its state lives.
+    pub store: Arc<dyn Store>,
     pub inv: Inventory,
     pub hosts: BTreeMap<String, Result<Host, String>>,
     pub secrets: journal::Secrets,
@@ -41,12 +51,19 @@ pub struct Cluster {
 impl Cluster {
     /// Resolve hosts (SSH connections made here, in parallel, each with the
     /// deadline). `dry_run`: write nothing to the home (secrets stay in memory).
-    pub async fn open(home: &Home, inv: Inventory, deadline: Duration, dry_run: bool) -> Result<Cluster, OpError> {
-        let (hosts, peers) = tokio::join!(resolve::hosts(&inv, deadline), resolve::peers(&inv, deadline));
-        let hosts = hosts?;
+    pub async fn open(
+        store: Arc<dyn Store>,
+        inv: Inventory,
+        deadline: Duration,
+        dry_run: bool,
+    ) -> Result<Cluster, OpError> {
         let users = resolve::secret_users(&inv);
-        let secrets =
-            if dry_run { home.secrets_readonly(&inv.name, &users)? } else { home.secrets(&inv.name, &users)? };
+        let (hosts, peers, secrets) = tokio::join!(
+            resolve::hosts(&inv, deadline),
+            resolve::peers(&inv, deadline),
+            store.secrets(&inv.name, &users, !dry_run)
+        );
+        let (hosts, secrets) = (hosts?, secrets?);
         let os_user = resolve::os_user_name(&inv);
         let primary = inv.primary().ok_or_else(|| invalid("the inventory has no nodes"))?;
         let bin_dir = match (&inv.postgres.bin_dir, hosts.get(&primary.name)) {
@@ -55,7 +72,7 @@ impl Cluster {
             (None, Some(Err(e))) => return Err(failed(format!("reach the primary {}: {e}", primary.name))),
             (None, None) => return Err(invalid("the primary has no host")),
         };
-        Ok(Cluster { inv, hosts, secrets, bin_dir, os_user, peers })
+        Ok(Cluster { store, inv, hosts, secrets, bin_dir, os_user, peers })
     }
 
     pub fn ctx(&self, wait: Duration) -> plan::steps::Ctx {
@@ -81,13 +98,7 @@ impl Cluster {
         }
     }
 
-    pub fn runtime<'h>(
-        &self,
-        home: &'h Home,
-        desired: Inventory,
-        call: Duration,
-        long: Duration,
-    ) -> Result<Runtime<'h>, OpError> {
+    pub fn runtime(&self, desired: Inventory, call: Duration, long: Duration) -> Runtime<'_> {
         let targets: BTreeMap<_, _> = self.targets().into_iter().collect();
         let nodes = self
             .hosts
@@ -96,15 +107,14 @@ impl Cluster {
                 Some((n.clone(), NodeRt { host: h.as_ref().ok()?.clone(), target: targets.get(n)?.clone() }))
             })
             .collect();
-        Ok(Runtime {
-            home,
+        Runtime {
+            store: self.store.as_ref(),
             inventory: std::sync::Mutex::new(desired),
             nodes,
             secrets: self.secrets.clone(),
-            journal: std::sync::Mutex::new(home.journal(&self.inv.name)?),
             call_deadline: call,
             long_deadline: long,
-        })
+        }
     }
 }
 

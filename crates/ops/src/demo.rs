@@ -65,10 +65,11 @@ fn name(s: &str) -> NodeName {
 }
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Demo, OpError> {
-    if env.home.exists(NAME) {
+    let store = env.stores.for_cluster(NAME).await?;
+    if store.exists(NAME).await? {
         return Err(invalid(format!(
             "a cluster named `{NAME}` already exists in {}: remove it with `pgscale destroy -n {NAME} --yes` or use another --home",
-            env.home.root().display()
+            store.describe()
         )));
     }
     crate::hostcheck::ensure_local_server(env).await?;
@@ -143,16 +144,17 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Demo, OpError> {
 }
 
 async fn show_status(env: Env<'_>) {
-    match status::run(env.home, NAME, Duration::from_secs(3)).await {
+    match status::run(env.stores, NAME, Duration::from_secs(3)).await {
         Ok(r) => env.ui.status(&r),
         Err(e) => env.ui.say(&format!("status: {e}")),
     }
 }
 
 /// Admin connections to the cluster's nodes, the primary first.
-fn targets(env: Env<'_>) -> Result<(Vec<pg::Target>, pg::Target), OpError> {
-    let inv = env.home.load(NAME)?;
-    let secrets = env.home.secrets(NAME, &resolve::secret_users(&inv))?;
+async fn targets(env: Env<'_>) -> Result<(Vec<pg::Target>, pg::Target), OpError> {
+    let store = env.stores.for_cluster(NAME).await?;
+    let inv = store.load(NAME).await?;
+    let secrets = store.secrets(NAME, &resolve::secret_users(&inv), true).await?;
     let primary = inv.primary().map(|p| p.name.clone()).unwrap_or_default();
     let mut all = resolve::targets(&inv, &secrets);
     all.sort_by_key(|(n, _)| *n != primary);
@@ -170,7 +172,7 @@ async fn story(env: Env<'_>, add: &Path, d: Duration, init_took: Duration) -> St
         lost: 0,
         committed: 0,
     }];
-    let (all, _) = match targets(env) {
+    let (all, _) = match targets(env).await {
         Ok(t) => t,
         Err(e) => return Err((steps, e)),
     };
@@ -238,7 +240,7 @@ async fn steps_under_load(
     })
     .await?;
     step(env, load, steps, "kill -9 pg2, failover", async {
-        let inv = env.home.load(NAME)?;
+        let inv = env.stores.for_cluster(NAME).await?.load(NAME).await?;
         let p = inv.primary().ok_or_else(|| failed("no primary"))?.clone();
         env.ui.say(&format!(
             "== kill -9 of the primary {} (its postmaster), then pgscale failover -n {NAME} --yes",
@@ -283,7 +285,7 @@ async fn step(
     let to = load.now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     show_status(env).await;
-    let (_, primary) = targets(env)?;
+    let (_, primary) = targets(env).await?;
     let stats = load.snapshot();
     let found = count_on(&primary, &stats.committed, Duration::from_secs(10)).await?;
     let lost = stats.committed.len() as i64 - found;

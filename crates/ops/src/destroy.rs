@@ -16,10 +16,12 @@ pub struct Request {
 }
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
-    let inv = env.home.load(&r.name)?;
+    let store = env.stores.for_cluster(&r.name).await?;
+    let inv = store.load(&r.name).await?;
     need_answer_or_yes(env.ui, r.yes, r.dry_run, &format!("destroy removes cluster {} and its data", r.name))?;
-    let _lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale destroy")?) };
-    let cl = Cluster::open(env.home, inv.clone(), r.timeout, r.dry_run).await?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale destroy", env.stores.lock_wait()).await?) };
+    let cl = Cluster::open(store.clone(), inv.clone(), r.timeout, r.dry_run).await?;
     let obs = pg::probe_all(&cl.targets(), r.timeout).await;
     let plan = plan::destroy::plan_destroy(&inv, &cl.ctx(WAIT), &obs);
     for (n, h) in &cl.hosts {

@@ -66,15 +66,24 @@ pub fn problems(ps: &[plan::Problem]) -> OpError {
     ))
 }
 
-impl From<journal::HomeError> for OpError {
-    fn from(e: journal::HomeError) -> OpError {
-        // A held lock is a refusal; an unknown cluster is a usage error.
+impl From<store::StoreError> for OpError {
+    fn from(e: store::StoreError) -> OpError {
+        // A held or lost lock, a conflicting write, an unreachable store: a
+        // refusal (run again later); an unknown cluster or a missing key: usage.
         let kind = match &e {
-            journal::HomeError::Held { .. } => Kind::Refused,
-            journal::HomeError::Unknown(_) => Kind::Invalid,
+            e if e.is_refusal() => Kind::Refused,
+            store::StoreError::Unknown { .. } | store::StoreError::Key(_) | store::StoreError::Invalid(_) => {
+                Kind::Invalid
+            }
             _ => Kind::Failed,
         };
         OpError { kind, message: e.to_string() }
+    }
+}
+
+impl From<journal::HomeError> for OpError {
+    fn from(e: journal::HomeError) -> OpError {
+        store::StoreError::from(e).into()
     }
 }
 

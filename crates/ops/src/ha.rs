@@ -66,7 +66,8 @@ fn next(env: Env<'_>, name: &str, out: &Outcome) {
 }
 
 pub async fn switchover(env: Env<'_>, r: SwitchoverRequest) -> Result<Outcome, OpError> {
-    let stored = env.home.load(&r.name)?;
+    let store = env.stores.for_cluster(&r.name).await?;
+    let stored = store.load(&r.name).await?;
     if stored.node(&r.to).is_none() {
         return Err(invalid(format!("`{}` is not a node of cluster {}", r.to, r.name)));
     }
@@ -82,8 +83,9 @@ pub async fn switchover(env: Env<'_>, r: SwitchoverRequest) -> Result<Outcome, O
         return Err(refused(format!("{} needs a rejoin first", r.to)));
     }
     need_answer_or_yes(env.ui, r.yes, r.dry_run, "switchover briefly stops writes")?;
-    let _lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale switchover")?) };
-    let cl = Cluster::open(env.home, stored.clone(), r.timeout, r.dry_run).await?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale switchover", env.stores.lock_wait()).await?) };
+    let cl = Cluster::open(store.clone(), stored.clone(), r.timeout, r.dry_run).await?;
     let obs = pg::probe_all(&cl.targets(), r.timeout).await;
     let (mut desired, notes) = if stored.is_primary(&r.to) {
         (stored.clone(), vec![])
@@ -102,14 +104,16 @@ pub async fn switchover(env: Env<'_>, r: SwitchoverRequest) -> Result<Outcome, O
 }
 
 pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpError> {
-    let stored = env.home.load(&r.name)?;
+    let store = env.stores.for_cluster(&r.name).await?;
+    let stored = store.load(&r.name).await?;
     let old = match &stored.state.previous_primary {
         Some(p) => p.clone(),
         None => stored.primary().map(|p| p.name.clone()).unwrap_or_default(),
     };
     need_answer_or_yes(env.ui, r.yes, r.dry_run, "failover promotes a standby")?;
-    let _lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale failover")?) };
-    let cl = Cluster::open(env.home, stored.clone(), r.timeout, r.dry_run).await?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale failover", env.stores.lock_wait()).await?) };
+    let cl = Cluster::open(store.clone(), stored.clone(), r.timeout, r.dry_run).await?;
     let obs = pg::probe_all(&cl.targets(), r.timeout).await;
     let resumed = stored.state.previous_primary.is_some();
     let old_answers = obs.get(&old).is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Primary);
@@ -162,7 +166,8 @@ pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpErr
 }
 
 pub async fn rejoin(env: Env<'_>, r: RejoinRequest) -> Result<Outcome, OpError> {
-    let stored = env.home.load(&r.name)?;
+    let store = env.stores.for_cluster(&r.name).await?;
+    let stored = store.load(&r.name).await?;
     let n = stored
         .node(&r.node)
         .ok_or_else(|| invalid(format!("`{}` is not a node of cluster {}", r.node, r.name)))?
@@ -171,7 +176,8 @@ pub async fn rejoin(env: Env<'_>, r: RejoinRequest) -> Result<Outcome, OpError> 
         return Err(invalid(format!("{} is the primary; rejoin brings a standby back", r.node)));
     }
     need_answer_or_yes(env.ui, r.yes, r.dry_run, "rejoin discards what the node wrote on its own")?;
-    let _lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale rejoin")?) };
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale rejoin", env.stores.lock_wait()).await?) };
     // pg_rewind and pg_basebackup refuse another major version: say so first.
     let scope = Scope {
         only: Some(vec![r.node.to_string()]),
@@ -185,7 +191,7 @@ pub async fn rejoin(env: Env<'_>, r: RejoinRequest) -> Result<Outcome, OpError> 
     if let Some(why) = precheck(env, &stored, &scope).await? {
         return Ok(Outcome::Unchanged(why));
     }
-    let cl = Cluster::open(env.home, stored.clone(), r.timeout, r.dry_run).await?;
+    let cl = Cluster::open(store.clone(), stored.clone(), r.timeout, r.dry_run).await?;
     let obs = pg::probe_all(&cl.targets(), r.timeout).await;
     let h = cl.host(&n.name)?;
     let f = host_facts(&h, &n, &cl.bin_dir, r.timeout).await?;

@@ -3,8 +3,8 @@
 
 use crate::cluster::Cluster;
 use crate::error::{failed, invalid, OpError};
-use journal::Home;
 use std::time::Duration;
+use store::Stores;
 
 pub struct Hba {
     pub cluster: String,
@@ -13,13 +13,14 @@ pub struct Hba {
     pub matches: bool,
 }
 
-pub async fn read(home: &Home, name: &str, node: Option<&str>, timeout: Duration) -> Result<Hba, OpError> {
-    let inv = home.load(name)?;
+pub async fn read(stores: &Stores, name: &str, node: Option<&str>, timeout: Duration) -> Result<Hba, OpError> {
+    let store = stores.for_cluster(name).await?;
+    let inv = store.load(name).await?;
     let node = match node {
         Some(n) => inv.node(n).ok_or_else(|| invalid(format!("node `{n}` is not in cluster {}", inv.name)))?.clone(),
         None => inv.primary().ok_or_else(|| invalid("the cluster has no nodes"))?.clone(),
     };
-    let cl = Cluster::open(home, inv.clone(), timeout, true).await?;
+    let cl = Cluster::open(store.clone(), inv.clone(), timeout, true).await?;
     let want = plan::hba::render(&inv, &cl.os_user, &cl.peers);
     let target =
         cl.targets().into_iter().find(|(n, _)| *n == node.name).map(|(_, t)| t).expect("every node has a target");

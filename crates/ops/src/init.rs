@@ -36,6 +36,7 @@ pub struct Request {
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     let (mut desired, locs) = read_inventory_file(&r.config)?;
+    let store = env.stores.for_spec(&desired.name, desired.dcs.as_ref()).await?;
     let primary_name = desired.primary().map(|p| p.name.clone()).unwrap_or_default();
     desired.node_mut(&primary_name).expect("primary exists").role = Some(Role::Primary);
     // Standbys join through the scale-out path: recorded as joining until
@@ -46,9 +47,10 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
 
     // The lock comes first: two inits of one name must not interleave. A dry
     // run changes nothing, so it takes no lock.
-    let _lock = if r.dry_run { None } else { Some(env.home.lock(&desired.name, "pgscale init")?) };
-    if env.home.exists(&desired.name) {
-        let recorded = env.home.load(&desired.name)?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&desired.name, "pgscale init", env.stores.lock_wait()).await?) };
+    if store.exists(&desired.name).await? {
+        let recorded = store.load(&desired.name).await?;
         let mut bare = recorded.clone();
         bare.state = Default::default();
         for n in &mut bare.nodes {
@@ -97,13 +99,13 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
         pg_major: r.pg_major,
         max_rate: r.max_rate.clone(),
     };
-    let existed = env.home.exists(&desired.name);
+    let existed = store.exists(&desired.name).await?;
     let name = desired.name.clone();
     let res = execute(env, desired, &locs, &o, format!("pgscale init -c {}", r.config.display())).await;
     // Refused before anything was recorded: leave no trace in the home
     // (the lock and secret files of a cluster that does not exist).
-    if res.is_err() && !r.dry_run && !existed && !env.home.exists(&name) {
-        let _ = env.home.forget(&name);
+    if res.is_err() && !r.dry_run && !existed && !store.exists(&name).await? {
+        let _ = store.forget(&name).await;
     }
     res
 }
@@ -118,6 +120,7 @@ pub async fn execute(
     rerun: String,
 ) -> Result<Outcome, OpError> {
     let r = o;
+    let store = env.stores.for_spec(&desired.name, desired.dcs.as_ref()).await?;
     // The hosts first: binaries, one major version, the OS user, writable
     // parents with room, free ports, clocks; every finding at once, before
     // anything changes (and before the OS user is needed here).
@@ -133,7 +136,7 @@ pub async fn execute(
     if let Some(why) = precheck(env, &desired, &scope).await? {
         return Ok(Outcome::Unchanged(why));
     }
-    let cl = Cluster::open(env.home, desired.clone(), r.timeout, r.dry_run).await?;
+    let cl = Cluster::open(store.clone(), desired.clone(), r.timeout, r.dry_run).await?;
     // Record what was resolved, so later commands use the same binaries/user.
     desired.postgres.bin_dir = Some(cl.bin_dir.clone());
     desired.postgres.os_user = Some(cl.os_user.clone());

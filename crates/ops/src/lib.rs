@@ -27,15 +27,14 @@ pub use error::{Kind, OpError};
 pub use ui::{Quiet, Ui};
 
 use exec::{Outcome as StepOutcome, Report};
-use journal::Home;
 use plan::Plan;
 use std::time::Duration;
 
-/// What every operation gets: the home, who it talks to, and the command
-/// line recorded in the journal.
+/// What every operation gets: where clusters' state lives, who it talks
+/// to, and the command line recorded in the operation log.
 #[derive(Clone, Copy)]
 pub struct Env<'a> {
-    pub home: &'a Home,
+    pub stores: &'a store::Stores,
     pub ui: &'a dyn Ui,
     pub argv: &'a [String],
 }
@@ -96,7 +95,7 @@ pub(crate) async fn apply(
     plan: &Plan,
     timeout: Duration,
 ) -> Result<Report, OpError> {
-    let rt = cl.runtime(env.home, desired, timeout, WAIT)?;
+    let rt = cl.runtime(desired, timeout, WAIT);
     let ui = env.ui;
     Ok(exec::apply(plan, &rt, env.argv, &mut |p| ui.progress(&p)).await)
 }
@@ -108,6 +107,13 @@ pub(crate) fn finish(env: Env<'_>, report: &Report, what: &str, rerun: &str) -> 
         .iter()
         .filter_map(|r| if let StepOutcome::Failed(e) = &r.outcome { Some(e.as_str()) } else { None })
         .collect();
+    if report.refused {
+        return Err(error::refused(format!(
+            "{what} stopped after {:.2}s:\n  {}\nRe-running `{rerun}` is safe: it continues from what is left.",
+            report.elapsed.as_secs_f64(),
+            failed.join("\n  ")
+        )));
+    }
     if failed.is_empty() {
         env.ui.say(&format!("{what}: done in {:.2}s", report.elapsed.as_secs_f64()));
         Ok(())

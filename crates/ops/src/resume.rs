@@ -12,8 +12,10 @@ pub struct Request {
 }
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
-    let lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale resume")?) };
-    let inv = env.home.load(&r.name)?;
+    let store = env.stores.for_cluster(&r.name).await?;
+    let lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale resume", env.stores.lock_wait()).await?) };
+    let inv = store.load(&r.name).await?;
     // Copies go on as the interrupted command would have made them.
     let o = scale_out::Opts {
         dry_run: r.dry_run,

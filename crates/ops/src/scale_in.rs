@@ -28,7 +28,8 @@ pub struct Opts {
 }
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
-    let stored = env.home.load(&r.name)?;
+    let store = env.stores.for_cluster(&r.name).await?;
+    let stored = store.load(&r.name).await?;
     let (gone, rest): (Vec<NodeName>, Vec<NodeName>) =
         r.nodes.iter().cloned().partition(|n| stored.node(n).is_none() && stored.state.removed.iter().any(|x| n == x));
     for n in &gone {
@@ -38,8 +39,12 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     if rest.is_empty() {
         // Re-running a finished scale-in converges too (resume anything left).
         if stored.nodes.iter().any(|n| n.state.leaving) {
-            let _lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale scale-in")?) };
-            return execute(env, env.home.load(&r.name)?, &o).await;
+            let _lock = if r.dry_run {
+                None
+            } else {
+                Some(store.lock(&r.name, "pgscale scale-in", env.stores.lock_wait()).await?)
+            };
+            return execute(env, store.load(&r.name).await?, &o).await;
         }
         return Ok(Outcome::Unchanged("nothing to remove".into()));
     }
@@ -58,8 +63,9 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     }
     let names: Vec<&str> = rest.iter().map(|n| n.as_str()).collect();
     need_answer_or_yes(env.ui, r.yes, r.dry_run, &format!("scale-in removes {} from {}", names.join(", "), r.name))?;
-    let _lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale scale-in")?) };
-    let mut desired = env.home.load(&r.name)?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale scale-in", env.stores.lock_wait()).await?) };
+    let mut desired = store.load(&r.name).await?;
     for n in &rest {
         let s = &mut desired.node_mut(n).expect("checked").state;
         s.leaving = true;
@@ -70,6 +76,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
 
 /// Plan and run the removal of the nodes marked leaving (also `resume`).
 pub async fn execute(env: Env<'_>, mut desired: Inventory, o: &Opts) -> Result<Outcome, OpError> {
+    let store = env.stores.for_spec(&desired.name, desired.dcs.as_ref()).await?;
     let leaving: Vec<String> = desired.nodes.iter().filter(|n| n.state.leaving).map(|n| n.name.clone()).collect();
     // Children of a leaving node stream from its upstream instead (the first
     // one up the chain that stays).
@@ -88,7 +95,7 @@ pub async fn execute(env: Env<'_>, mut desired: Inventory, o: &Opts) -> Result<O
     for (n, u) in moves {
         desired.node_mut(&n).expect("exists").upstream = u;
     }
-    let cl = Cluster::open(env.home, desired.clone(), o.timeout, o.dry_run).await?;
+    let cl = Cluster::open(store.clone(), desired.clone(), o.timeout, o.dry_run).await?;
     let obs = pg::probe_all(&cl.targets(), o.timeout).await;
     let mut notes = Vec::new();
     match plan::sync::replacement(&desired, &leaving, &obs) {

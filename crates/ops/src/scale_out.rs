@@ -51,6 +51,7 @@ fn same_spec(a: &model::NodeSpec, b: &model::NodeSpec) -> bool {
 }
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
+    let store = env.stores.for_cluster(&r.name).await?;
     let path = &r.config;
     let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("read {}: {e}", path.display())))?;
     let (nodes, locs) = plan::parse_nodes(&path.display().to_string(), &text).map_err(|p| problems(&p))?;
@@ -58,8 +59,9 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     if !ps.is_empty() {
         return Err(problems(&ps));
     }
-    let _lock = if r.dry_run { None } else { Some(env.home.lock(&r.name, "pgscale scale-out")?) };
-    let stored = env.home.load(&r.name)?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale scale-out", env.stores.lock_wait()).await?) };
+    let stored = store.load(&r.name).await?;
     // Nodes of an interrupted run of this same file are already recorded as
     // joining: take them out and append the file's nodes, so the file's
     // numbering maps onto the combined inventory.
@@ -183,7 +185,8 @@ pub async fn execute(
     locs: Option<(&Locations, usize)>,
     o: &Opts,
 ) -> Result<Outcome, OpError> {
-    let cl = Cluster::open(env.home, desired.clone(), o.timeout, o.dry_run).await?;
+    let store = env.stores.for_spec(&desired.name, desired.dcs.as_ref()).await?;
+    let cl = Cluster::open(store.clone(), desired.clone(), o.timeout, o.dry_run).await?;
     // The hosts first: binaries, version, OS user, room for a copy of the
     // primary, free ports, clocks; all at once, before anything changes.
     let joining: Vec<String> = desired.nodes.iter().filter(|n| n.state.joining).map(|n| n.name.clone()).collect();

@@ -1,8 +1,8 @@
 //! The operations layer used directly, as the agent will: no terminal, no
 //! CLI, a typed request in, a typed outcome out, against real servers.
 
-use journal::Home;
 use pgscale_ops as ops;
+use store::{Stores, StoresConfig};
 
 use ops::{destroy, init, scale_out, status, Env, Outcome, Quiet};
 use std::time::Duration;
@@ -11,9 +11,31 @@ use testkit::{free_port, Kit};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_scale_out_status_destroy_through_ops() {
     let k = Kit::new("unused: this test calls ops directly");
-    let home = Home::new(k.home());
+    let stores = Stores::new(StoresConfig::new(k.home()));
+    through_ops(&k, &stores).await;
+    assert!(!k.home().join("omicron").exists(), "nothing left in the home");
+}
+
+/// The same operations with the cluster's state in a real 3-member etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_scale_out_status_destroy_through_ops_on_etcd() {
+    let k = Kit::new("unused: this test calls ops directly");
+    let e = testkit::etcd::Etcd::start(k.dir.path(), 3);
+    let mut cfg = StoresConfig::new(k.home());
+    cfg.etcd = Some(model::EtcdSpec {
+        endpoints: e.endpoints().split(',').map(String::from).collect(),
+        prefix: "/ops".into(),
+    });
+    let stores = Stores::new(cfg);
+    through_ops(&k, &stores).await;
+    stores.close().await;
+    let left = e.dump("/ops/");
+    assert!(!left.contains("/ops/clusters/omicron/inventory"), "destroy forgot it in etcd: {left}");
+}
+
+async fn through_ops(k: &Kit, stores: &Stores) {
     let argv = vec!["ops-test".to_string()];
-    let env = Env { home: &home, ui: &Quiet, argv: &argv };
+    let env = Env { stores, ui: &Quiet, argv: &argv };
     let port = free_port("127.0.0.1");
     let f = k.write("c.yaml", &k.inventory("omicron", "", &[("pg1", "127.0.0.1", port)]));
     let d = Duration::from_secs(10);
@@ -52,7 +74,8 @@ async fn init_scale_out_status_destroy_through_ops() {
         max_rate: None,
     };
     scale_out::run(env, so).await.unwrap();
-    let s = status::run(&home, "omicron", Duration::from_secs(3)).await.unwrap();
+    let s = status::run(stores, "omicron", Duration::from_secs(3)).await.unwrap();
+    assert_eq!(s.store, stores.for_cluster("omicron").await.unwrap().describe());
     assert_eq!(s.primary.as_deref(), Some("pg1"));
     let pg2 = s.nodes.iter().find(|n| n.name == "pg2").unwrap();
     assert_eq!(pg2.sync_state.as_deref(), Some("sync"), "{s:?}");
@@ -64,5 +87,6 @@ async fn init_scale_out_status_destroy_through_ops() {
     destroy::run(env, destroy::Request { name: "omicron".into(), yes: true, dry_run: false, timeout: d })
         .await
         .unwrap();
-    assert!(!k.path("pg1").exists() && !home.exists("omicron"));
+    assert!(!k.path("pg1").exists());
+    assert!(!stores.for_cluster("omicron").await.unwrap().exists("omicron").await.unwrap());
 }

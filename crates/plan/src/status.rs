@@ -33,6 +33,12 @@ pub struct StatusReport {
     /// if several do).
     pub primary: Option<String>,
     pub nodes: Vec<NodeStatus>,
+    /// Where the cluster's state lives (`the home …`, `etcd (…)`).
+    pub store: String,
+    /// The store could not be read: the servers of the inventory this
+    /// machine saw last were probed instead; says why and since when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
 }
 
 fn lsn(l: Option<PgLsn>) -> Option<String> {
@@ -92,7 +98,7 @@ pub fn report(inv: &Inventory, obs: &Observed) -> StatusReport {
             }
         })
         .collect();
-    StatusReport { cluster: inv.name.clone(), primary, nodes }
+    StatusReport { cluster: inv.name.clone(), primary, nodes, store: String::new(), store_error: None }
 }
 
 #[cfg(test)]

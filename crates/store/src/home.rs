@@ -15,11 +15,19 @@ pub struct HomeStore {
     /// (None: absent), so a save never overwrites another process's write.
     seen: Mutex<HashMap<String, Option<u64>>>,
     journals: Mutex<HashMap<String, Journal>>,
+    /// Clusters this object forgot: their last log lines must not bring
+    /// their directory back.
+    forgotten: Mutex<std::collections::HashSet<String>>,
 }
 
 impl HomeStore {
     pub fn new(home: Home) -> HomeStore {
-        HomeStore { home, seen: Mutex::new(HashMap::new()), journals: Mutex::new(HashMap::new()) }
+        HomeStore {
+            home,
+            seen: Mutex::new(HashMap::new()),
+            journals: Mutex::new(HashMap::new()),
+            forgotten: Default::default(),
+        }
     }
 
     pub fn home(&self) -> &Home {
@@ -88,12 +96,14 @@ impl Store for HomeStore {
         let mut inv = inv.clone();
         inv.dcs = None;
         self.home.save(&inv)?;
+        self.forgotten.lock().unwrap_or_else(|e| e.into_inner()).remove(&inv.name);
         self.remember(&inv.name);
         Ok(())
     }
 
     async fn forget(&self, name: &str) -> Result<(), StoreError> {
         self.journals.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        self.forgotten.lock().unwrap_or_else(|e| e.into_inner()).insert(name.into());
         self.home.forget(name)?;
         self.remember(name);
         Ok(())
@@ -136,6 +146,9 @@ impl Store for HomeStore {
     }
 
     fn record(&self, name: &str, event: &Event<'_>) {
+        if self.forgotten.lock().unwrap_or_else(|e| e.into_inner()).contains(name) {
+            return;
+        }
         let mut js = self.journals.lock().unwrap_or_else(|e| e.into_inner());
         if !js.contains_key(name) {
             match self.home.journal(name) {

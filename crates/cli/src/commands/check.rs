@@ -7,7 +7,7 @@ use ops::Env;
 use plan::check::Severity;
 
 pub async fn run(env: Env<'_>, fmt: OutputFormat, a: CheckArgs) -> u8 {
-    let c = match ops::check::run(env.home, &a.name, a.node.as_deref(), a.timeout).await {
+    let c = match ops::check::run(env.stores, &a.name, a.node.as_deref(), a.timeout).await {
         Ok(c) => c,
         Err(e) => {
             if fmt == OutputFormat::Json {

@@ -3,7 +3,7 @@ use ops::error::OpError;
 use ops::Env;
 
 pub async fn run(env: Env<'_>, fmt: OutputFormat, a: HbaArgs) -> Result<u8, OpError> {
-    let h = ops::hba::read(env.home, &a.name, a.node.as_deref(), a.timeout).await?;
+    let h = ops::hba::read(env.stores, &a.name, a.node.as_deref(), a.timeout).await?;
     if fmt == OutputFormat::Json {
         println!(
             "{}",

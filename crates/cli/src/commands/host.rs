@@ -13,7 +13,7 @@ pub async fn check(env: Env<'_>, fmt: OutputFormat, a: HostCheckArgs) -> Result<
             let all = inv.nodes.iter().map(|n| n.name.clone()).collect();
             (inv, all)
         }
-        (None, Some(n)) => (env.home.load(n)?, vec![]),
+        (None, Some(n)) => (ops::cluster::stored(env.stores, n).await?.1, vec![]),
         (None, None) => unreachable!("clap requires -c or -n"),
     };
     let scope = Scope {

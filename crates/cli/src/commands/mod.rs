@@ -10,32 +10,55 @@ mod hba;
 mod host;
 mod init;
 mod list;
+mod log;
 mod psql;
 mod resume;
 mod scale_in;
 mod scale_out;
 mod status;
+mod store;
 
 use crate::args::{Cli, Command, OutputFormat};
 use crate::output::print_plan;
 use crate::term::TermUi;
-use journal::Home;
 use ops::error::{invalid, OpError};
 use ops::{Env, Outcome};
 use std::path::PathBuf;
 
 pub async fn run(cli: Cli) -> Result<u8, OpError> {
-    let home = Home::new(home_dir(cli.home.clone())?);
+    let mut cfg = ::store::StoresConfig::new(home_dir(cli.home.clone())?);
+    if !cli.etcd.is_empty() {
+        let spec = model::EtcdSpec { endpoints: cli.etcd.clone(), prefix: cli.etcd_prefix.clone() };
+        let ps = spec.problems();
+        if !ps.is_empty() {
+            return Err(invalid(format!("--etcd/PGSCALE_ETCD: {}", ps.join("; "))));
+        }
+        cfg.etcd = Some(spec);
+    }
+    cfg.key_file = cli.etcd_key_file.clone();
+    cfg.deadline = cli.store_timeout;
+    cfg.lock_ttl = cli.lock_ttl;
+    cfg.lock_wait = cli.lock_wait;
+    let stores = ::store::Stores::new(cfg);
     let fmt = cli.output;
     let ui = TermUi::new(fmt);
     let argv: Vec<String> = std::env::args().collect();
-    let env = Env { home: &home, ui: &ui, argv: &argv };
-    match cli.command {
+    let env = Env { stores: &stores, ui: &ui, argv: &argv };
+    let r = dispatch(env, fmt, cli.command).await;
+    // Flush the operation log and release locks before exiting.
+    stores.close().await;
+    r
+}
+
+async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u8, OpError> {
+    match command {
         Command::Init(a) => init::run(env, fmt, a).await,
         Command::Status(a) => status::run(env, fmt, a).await,
-        Command::Psql(a) => psql::run(env, a),
+        Command::Psql(a) => psql::run(env, a).await,
         Command::Destroy(a) => destroy::run(env, fmt, a).await,
-        Command::List => list::run(env, fmt),
+        Command::List => list::run(env, fmt).await,
+        Command::Store(crate::args::StoreCommand::Migrate(a)) => store::migrate(env, a).await,
+        Command::Log(a) => log::run(env, fmt, a).await,
         Command::Hba(a) => hba::run(env, fmt, a).await,
         Command::ApplyConfig(a) => apply_config::run(env, fmt, a).await,
         Command::Demo(a) => demo::run(env, a).await,

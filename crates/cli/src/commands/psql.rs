@@ -5,9 +5,8 @@ use ops::Env;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
-pub fn run(env: Env<'_>, a: PsqlArgs) -> Result<u8, OpError> {
-    let home = env.home;
-    let inv = home.load(&a.name)?;
+pub async fn run(env: Env<'_>, a: PsqlArgs) -> Result<u8, OpError> {
+    let (store, inv) = ops::cluster::stored(env.stores, &a.name).await?;
     let node = match &a.node {
         Some(n) => inv.node(n).ok_or_else(|| invalid(format!("node `{n}` is not in cluster {}", inv.name)))?,
         None => inv.primary().ok_or_else(|| invalid("the cluster has no nodes"))?,
@@ -21,7 +20,9 @@ pub fn run(env: Env<'_>, a: PsqlArgs) -> Result<u8, OpError> {
         .map(|b| b.join("psql"))
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("psql"));
-    let secrets = home.secrets_path(&inv.name);
+    // The passwords file on this machine (written from etcd when kept there).
+    let secrets = store.secrets(&inv.name, &ops::resolve::secret_users(&inv), true).await?.path().to_path_buf();
+    env.stores.close().await;
     let argv = plan::argv::psql(
         psql.parent().unwrap_or(&PathBuf::new()),
         &node.host,

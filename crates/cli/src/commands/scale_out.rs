@@ -5,7 +5,7 @@ use ops::{scale_out, Env};
 
 pub async fn run(env: Env<'_>, fmt: OutputFormat, a: ScaleOutArgs) -> Result<u8, OpError> {
     if a.gen_template {
-        let stored = env.home.load(&a.name)?;
+        let stored = ops::cluster::stored(env.stores, &a.name).await?.1;
         print!("{}", scale_out::template(&stored).await);
         return Ok(0);
     }
