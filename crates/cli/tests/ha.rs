@@ -140,9 +140,18 @@ impl Drop for Ledger {
 
 #[test]
 fn switchover_and_back_loses_no_committed_id() {
-    let k = kit();
+    switchover_and_back_loses_no_committed_id_in(&kit());
+}
+
+/// The same, with the cluster's state in a real 3-member etcd.
+#[test]
+fn switchover_and_back_loses_no_committed_id_on_etcd() {
+    switchover_and_back_loses_no_committed_id_in(&Kit::with_etcd(env!("CARGO_BIN_EXE_pgscale")));
+}
+
+fn switchover_and_back_loses_no_committed_id_in(k: &Kit) {
     let port =
-        cluster(&k, "sw", &[("pg2", "127.0.0.2", "    sync: sync\n"), ("pg3", "127.0.0.3", "    sync: potential\n")]);
+        cluster(k, "sw", &[("pg2", "127.0.0.2", "    sync: sync\n"), ("pg3", "127.0.0.3", "    sync: potential\n")]);
     let ledger =
         Ledger::start(&["127.0.0.1", "127.0.0.2", "127.0.0.3"], port, testkit::admin_password(&k.home(), "sw"));
     std::thread::sleep(Duration::from_millis(500));
@@ -150,23 +159,23 @@ fn switchover_and_back_loses_no_committed_id() {
     k.cmd().args(["switchover", "-n", "sw", "--to", "pg2"]).assert().code(2);
     k.cmd().args(["switchover", "-n", "sw", "--to", "nope", "--yes"]).assert().code(2);
     ok(k.cmd().args(["switchover", "-n", "sw", "--to", "pg2", "--yes"]).output().unwrap());
-    let s = status(&k, "sw");
+    let s = status(k, "sw");
     assert_eq!(s["primary"], "pg2");
     assert_eq!(node(&s, "pg1")["upstream"], "pg2", "the old primary streams from the new one");
     assert_eq!(node(&s, "pg3")["sync_state"], "sync", "the potential standby took the sync place");
     assert_eq!(node(&s, "pg1")["timeline"], node(&s, "pg2")["timeline"]);
-    assert_eq!(check(&k, "sw"), (0, "OK: cluster sw: 3 node(s), nothing to report\n".into()));
+    assert_eq!(check(k, "sw"), (0, "OK: cluster sw: 3 node(s), nothing to report\n".into()));
     std::thread::sleep(Duration::from_millis(500));
     ok(k.cmd().args(["switchover", "-n", "sw", "--to", "pg1", "--yes"]).output().unwrap());
     std::thread::sleep(Duration::from_millis(500));
     let ids = ledger.finish();
     assert!(ids.len() > 20, "the writer committed {} ids", ids.len());
-    let s = status(&k, "sw");
+    let s = status(k, "sw");
     assert_eq!(s["primary"], "pg1");
-    assert_eq!(check(&k, "sw").0, 0, "{}", check(&k, "sw").1);
+    assert_eq!(check(k, "sw").0, 0, "{}", check(k, "sw").1);
     // every committed id is on the new primary
     let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-    let found = psql(&k, "sw", "pg1", &format!("select count(*) from ledger where id in ({list})"));
+    let found = psql(k, "sw", "pg1", &format!("select count(*) from ledger where id in ({list})"));
     assert_eq!(found, ids.len().to_string());
     // the journal shows no rewind was needed
     let j = std::fs::read_to_string(k.home().join("sw/journal.jsonl")).unwrap();
@@ -176,9 +185,18 @@ fn switchover_and_back_loses_no_committed_id() {
 
 #[test]
 fn failover_then_rejoin_of_a_diverged_old_primary_with_rewind() {
-    let k = kit();
+    failover_then_rejoin_of_a_diverged_old_primary_with_rewind_in(&kit());
+}
+
+/// The same, with the cluster's state in a real 3-member etcd.
+#[test]
+fn failover_then_rejoin_of_a_diverged_old_primary_with_rewind_on_etcd() {
+    failover_then_rejoin_of_a_diverged_old_primary_with_rewind_in(&Kit::with_etcd(env!("CARGO_BIN_EXE_pgscale")));
+}
+
+fn failover_then_rejoin_of_a_diverged_old_primary_with_rewind_in(k: &Kit) {
     cluster(
-        &k,
+        k,
         "fo",
         &[
             ("pg2", "127.0.0.2", "    sync: sync\n"),
@@ -186,8 +204,8 @@ fn failover_then_rejoin_of_a_diverged_old_primary_with_rewind() {
             ("pg4", "127.0.0.4", "    upstream: pg3\n"),
         ],
     );
-    psql(&k, "fo", "pg1", "create table t(x int); insert into t select generate_series(1, 100)");
-    eventually(&k, "fo", "pg4", "select count(*) from t", "100");
+    psql(k, "fo", "pg1", "create table t(x int); insert into t select generate_series(1, 100)");
+    eventually(k, "fo", "pg4", "select count(*) from t", "100");
     // refused while the primary answers
     let o = k.cmd().args(["failover", "-n", "fo", "--yes"]).output().unwrap();
     assert_eq!(o.status.code(), Some(3));
@@ -197,15 +215,15 @@ fn failover_then_rejoin_of_a_diverged_old_primary_with_rewind() {
     let dry = ok(k.cmd().args(["failover", "-n", "fo", "--dry-run"]).output().unwrap());
     assert!(String::from_utf8_lossy(&dry.stdout).contains("pg_promote"));
     ok(k.cmd().args(["failover", "-n", "fo", "--yes"]).output().unwrap());
-    let s = status(&k, "fo");
+    let s = status(k, "fo");
     assert_eq!(s["primary"], "pg2", "the sync standby was chosen");
     assert_eq!(node(&s, "pg1")["needs_rejoin"], true);
     assert_eq!(node(&s, "pg3")["upstream"], "pg2");
     assert_eq!(node(&s, "pg4")["upstream"], "pg3", "the cascaded standby stays under its upstream");
     assert_eq!(node(&s, "pg3")["sync_state"], "sync", "a standby took the sync place");
-    psql(&k, "fo", "pg2", "insert into t select generate_series(101, 200)");
-    eventually(&k, "fo", "pg4", "select count(*) from t", "200");
-    let (code, out) = check(&k, "fo");
+    psql(k, "fo", "pg2", "insert into t select generate_series(101, 200)");
+    eventually(k, "fo", "pg4", "select count(*) from t", "200");
+    let (code, out) = check(k, "fo");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("rejoin"), "{out}");
     // the old primary comes back on its own and writes: it diverges
@@ -213,21 +231,21 @@ fn failover_then_rejoin_of_a_diverged_old_primary_with_rewind() {
     let (pg_ctl, d1) = (bin.join("pg_ctl").display().to_string(), k.path("pg1").display().to_string());
     let log = k.path("pg1.sock/manual.log").display().to_string();
     assert!(as_os_user(&[&pg_ctl, "start", "-D", &d1, "-w", "-l", &log]).status.success());
-    psql(&k, "fo", "pg1", "set synchronous_commit = local; create table diverged as select generate_series(1, 1000) x");
-    let (code, out) = check(&k, "fo");
+    psql(k, "fo", "pg1", "set synchronous_commit = local; create table diverged as select generate_series(1, 1000) x");
+    let (code, out) = check(k, "fo");
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("split brain"), "{out}");
     // rejoin stops it, rewinds it from pg2 and restarts it as a standby
     ok(k.cmd().args(["rejoin", "-n", "fo", "--node", "pg1", "--yes"]).output().unwrap());
     let j = std::fs::read_to_string(k.home().join("fo/journal.jsonl")).unwrap();
     assert!(j.lines().any(|l| l.contains("\"succeeded\"") && l.contains("pg1:rewind")), "pg_rewind ran");
-    let s = status(&k, "fo");
+    let s = status(k, "fo");
     assert_eq!(node(&s, "pg1")["role"], "standby");
     assert_eq!(node(&s, "pg1")["upstream"], "pg2");
     assert_eq!(node(&s, "pg1")["needs_rejoin"], false);
-    assert_eq!(psql(&k, "fo", "pg1", "select count(*) from pg_class where relname = 'diverged'"), "0");
-    eventually(&k, "fo", "pg1", "select count(*) from t", "200");
-    assert_eq!(check(&k, "fo").0, 0, "{}", check(&k, "fo").1);
+    assert_eq!(psql(k, "fo", "pg1", "select count(*) from pg_class where relname = 'diverged'"), "0");
+    eventually(k, "fo", "pg1", "select count(*) from t", "200");
+    assert_eq!(check(k, "fo").0, 0, "{}", check(k, "fo").1);
     ok(k.cmd().args(["destroy", "-n", "fo", "--yes"]).output().unwrap());
 }
 
@@ -287,8 +305,17 @@ fn check_finds_a_dropped_slot_a_stale_sync_name_and_a_stopped_standby() {
 /// command) converges, and check finds nothing.
 #[test]
 fn switchover_interrupted_after_every_step_converges() {
-    let k = kit();
-    cluster(&k, "si", &[("pg2", "127.0.0.2", "    sync: sync\n"), ("pg3", "127.0.0.3", "")]);
+    switchover_interrupted_after_every_step_converges_in(&kit());
+}
+
+/// The same, with the cluster's state in a real 3-member etcd.
+#[test]
+fn switchover_interrupted_after_every_step_converges_on_etcd() {
+    switchover_interrupted_after_every_step_converges_in(&Kit::with_etcd(env!("CARGO_BIN_EXE_pgscale")));
+}
+
+fn switchover_interrupted_after_every_step_converges_in(k: &Kit) {
+    cluster(k, "si", &[("pg2", "127.0.0.2", "    sync: sync\n"), ("pg3", "127.0.0.3", "")]);
     let (mut from, mut to) = ("pg1", "pg2");
     let mut i = 0;
     loop {
@@ -313,10 +340,10 @@ fn switchover_interrupted_after_every_step_converges() {
             k.cmd().args(["switchover", "-n", "si", "--to", to, "--yes"]).output().unwrap()
         };
         assert!(again.status.success(), "re-run after {}: {}", ids[i], String::from_utf8_lossy(&again.stderr));
-        let s = status(&k, "si");
+        let s = status(k, "si");
         assert_eq!(s["primary"], to, "after {}", ids[i]);
         assert_eq!(node(&s, from)["upstream"], to, "after {}", ids[i]);
-        let (code, out) = check(&k, "si");
+        let (code, out) = check(k, "si");
         assert_eq!(code, 0, "after {}: {out}", ids[i]);
         std::mem::swap(&mut from, &mut to);
         i += 1;
@@ -330,8 +357,17 @@ fn switchover_interrupted_after_every_step_converges() {
 /// next victim.
 #[test]
 fn failover_interrupted_after_every_step_converges() {
-    let k = kit();
-    cluster(&k, "fi", &[("pg2", "127.0.0.2", "    sync: sync\n")]);
+    failover_interrupted_after_every_step_converges_in(&kit());
+}
+
+/// The same, with the cluster's state in a real 3-member etcd.
+#[test]
+fn failover_interrupted_after_every_step_converges_on_etcd() {
+    failover_interrupted_after_every_step_converges_in(&Kit::with_etcd(env!("CARGO_BIN_EXE_pgscale")));
+}
+
+fn failover_interrupted_after_every_step_converges_in(k: &Kit) {
+    cluster(k, "fi", &[("pg2", "127.0.0.2", "    sync: sync\n")]);
     let (mut old, mut new) = ("pg1", "pg2");
     let mut i = 0;
     loop {
@@ -354,7 +390,7 @@ fn failover_interrupted_after_every_step_converges() {
         } else {
             ok(k.cmd().args(["failover", "-n", "fi", "--yes"]).output().unwrap());
         }
-        let s = status(&k, "fi");
+        let s = status(k, "fi");
         assert_eq!(s["primary"], new, "after step {i}");
         assert_eq!(node(&s, old)["needs_rejoin"], true);
         let r = k.cmd().args(["rejoin", "-n", "fi", "--node", old, "--yes"]).output().unwrap();
@@ -364,7 +400,7 @@ fn failover_interrupted_after_every_step_converges() {
             assert!(String::from_utf8_lossy(&r.stderr).contains("--reclone"), "{}", String::from_utf8_lossy(&r.stderr));
             ok(k.cmd().args(["rejoin", "-n", "fi", "--node", old, "--reclone", "--yes"]).output().unwrap());
         }
-        let (code, out) = check(&k, "fi");
+        let (code, out) = check(k, "fi");
         assert_eq!(code, 0, "after step {i}: {out}");
         if i >= ids.len() {
             break;

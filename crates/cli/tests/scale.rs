@@ -66,42 +66,51 @@ fn slots(k: &Kit, c: &str, n: &str) -> String {
 
 #[test]
 fn scale_out_sync_potential_cascaded_then_scale_in_with_replacement() {
-    let k = kit();
+    scale_out_sync_potential_cascaded_then_scale_in_with_replacement_in(&kit());
+}
+
+/// The same, with the cluster's state in a real 3-member etcd.
+#[test]
+fn scale_out_sync_potential_cascaded_then_scale_in_with_replacement_on_etcd() {
+    scale_out_sync_potential_cascaded_then_scale_in_with_replacement_in(&Kit::with_etcd(env!("CARGO_BIN_EXE_pgscale")));
+}
+
+fn scale_out_sync_potential_cascaded_then_scale_in_with_replacement_in(k: &Kit) {
     let port = free_port("127.0.0.1");
-    init(&k, "omega", port);
-    let nodes = node_yaml(&k, "pg2", "127.0.0.2", port, "    sync: sync\n")
-        + &node_yaml(&k, "pg3", "127.0.0.3", port, "    upstream: pg2\n")
-        + &node_yaml(&k, "pg4", "127.0.0.4", port, "    sync: potential\n");
+    init(k, "omega", port);
+    let nodes = node_yaml(k, "pg2", "127.0.0.2", port, "    sync: sync\n")
+        + &node_yaml(k, "pg3", "127.0.0.3", port, "    upstream: pg2\n")
+        + &node_yaml(k, "pg4", "127.0.0.4", port, "    sync: potential\n");
     let f = k.write("add.yaml", &format!("nodes:\n{nodes}"));
     let dry = ok(k.cmd().args(["scale-out", "-n", "omega", "--dry-run", "-c"]).arg(&f).output().unwrap());
     assert!(String::from_utf8_lossy(&dry.stdout).contains("pg_basebackup"));
     assert!(!k.path("pg2").exists(), "dry run changed nothing");
     ok(k.cmd().args(["scale-out", "-n", "omega", "-c"]).arg(&f).output().unwrap());
 
-    let s = status(&k, "omega");
+    let s = status(k, "omega");
     assert_eq!(s["primary"], "pg1");
     assert_eq!(node(&s, "pg2")["upstream"], "pg1");
     assert_eq!(node(&s, "pg2")["sync_state"], "sync");
     assert_eq!(node(&s, "pg3")["upstream"], "pg2");
     assert_eq!(node(&s, "pg3")["role"], "standby");
     assert_eq!(node(&s, "pg4")["sync_state"], "potential");
-    assert_eq!(psql(&k, "omega", "pg1", "show synchronous_standby_names"), "FIRST 1 (\"pg2\", \"pg4\")");
-    assert_eq!(slots(&k, "omega", "pg1"), "pg2,pg4");
-    assert_eq!(slots(&k, "omega", "pg2"), "pg3");
+    assert_eq!(psql(k, "omega", "pg1", "show synchronous_standby_names"), "FIRST 1 (\"pg2\", \"pg4\")");
+    assert_eq!(slots(k, "omega", "pg1"), "pg2,pg4");
+    assert_eq!(slots(k, "omega", "pg2"), "pg3");
     // data flows to the cascaded standby
-    psql(&k, "omega", "pg1", "create table t(id int); insert into t select generate_series(1, 500)");
-    eventually(&k, "omega", "pg3", "select count(*) from t", "500");
+    psql(k, "omega", "pg1", "create table t(id int); insert into t select generate_series(1, 500)");
+    eventually(k, "omega", "pg3", "select count(*) from t", "500");
     // a new standby has its own address and port, not its upstream's copy
-    assert_eq!(psql(&k, "omega", "pg3", "show listen_addresses"), "127.0.0.3");
+    assert_eq!(psql(k, "omega", "pg3", "show listen_addresses"), "127.0.0.3");
 
     // bad input: exit 2 (nothing changed), refusals: exit 3
-    let o = add(&k, "omega", "dup.yaml", &node_yaml(&k, "pg2", "127.0.0.9", port, ""));
+    let o = add(k, "omega", "dup.yaml", &node_yaml(k, "pg2", "127.0.0.9", port, ""));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already a node"), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = add(&k, "omega", "port.yaml", &node_yaml(&k, "pg5", "127.0.0.2", port, ""));
+    let o = add(k, "omega", "port.yaml", &node_yaml(k, "pg5", "127.0.0.2", port, ""));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already used by"));
-    let o = add(&k, "omega", "up.yaml", &node_yaml(&k, "pg5", "127.0.0.5", port, "    upstream: nope\n"));
+    let o = add(k, "omega", "up.yaml", &node_yaml(k, "pg5", "127.0.0.5", port, "    upstream: nope\n"));
     assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("up.yaml:6"),
@@ -109,17 +118,17 @@ fn scale_out_sync_potential_cascaded_then_scale_in_with_replacement() {
         String::from_utf8_lossy(&o.stderr)
     );
     let o = add(
-        &k,
+        k,
         "omega",
         "cycle.yaml",
-        &(node_yaml(&k, "pg5", "127.0.0.5", port, "    upstream: pg6\n")
-            + &node_yaml(&k, "pg6", "127.0.0.6", port, "    upstream: pg5\n")),
+        &(node_yaml(k, "pg5", "127.0.0.5", port, "    upstream: pg6\n")
+            + &node_yaml(k, "pg6", "127.0.0.6", port, "    upstream: pg5\n")),
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cycle"));
     std::fs::create_dir(k.path("pg5")).unwrap();
     std::fs::write(k.path("pg5/keep"), "x").unwrap();
-    let o = add(&k, "omega", "full.yaml", &node_yaml(&k, "pg5", "127.0.0.5", port, ""));
+    let o = add(k, "omega", "full.yaml", &node_yaml(k, "pg5", "127.0.0.5", port, ""));
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(std::fs::read_to_string(k.path("pg5/keep")).unwrap(), "x");
     k.cmd().args(["scale-in", "-n", "omega", "--node", "pg1", "--yes"]).assert().code(3);
@@ -132,30 +141,30 @@ fn scale_out_sync_potential_cascaded_then_scale_in_with_replacement() {
         assert_eq!(o.status.code(), Some(3));
         assert!(String::from_utf8_lossy(&o.stderr).contains("holder-test"));
     }
-    assert_eq!(status(&k, "omega")["nodes"].as_array().unwrap().len(), 4, "nothing changed");
+    assert_eq!(status(k, "omega")["nodes"].as_array().unwrap().len(), 4, "nothing changed");
 
     // remove the sync standby pg2: pg4 (potential) takes its place first,
     // pg3 moves to pg1, pg2's slot and pg_hba lines go
     let pg2_pid = postmaster_pid(&k.path("pg2")).unwrap();
     ok(k.cmd().args(["scale-in", "-n", "omega", "--node", "pg2", "--yes"]).output().unwrap());
-    let s = status(&k, "omega");
+    let s = status(k, "omega");
     assert!(s["nodes"].as_array().unwrap().iter().all(|n| n["name"] != "pg2"));
     assert_eq!(node(&s, "pg4")["sync_state"], "sync");
     assert_eq!(node(&s, "pg3")["upstream"], "pg1");
-    assert_eq!(psql(&k, "omega", "pg1", "show synchronous_standby_names"), "FIRST 1 (\"pg4\")");
-    assert_eq!(slots(&k, "omega", "pg1"), "pg3,pg4");
+    assert_eq!(psql(k, "omega", "pg1", "show synchronous_standby_names"), "FIRST 1 (\"pg4\")");
+    assert_eq!(slots(k, "omega", "pg1"), "pg3,pg4");
     let hba = k.cmd().args(["hba", "-n", "omega"]).output().unwrap();
     let hba = String::from_utf8_lossy(&hba.stdout);
     assert!(!hba.contains("127.0.0.2/32") && hba.contains("127.0.0.3/32"), "{hba}");
     assert!(!testkit::alive(pg2_pid), "pg2 stopped");
     assert!(k.path("pg2").join("PG_VERSION").exists(), "data kept without --clear-dir");
-    psql(&k, "omega", "pg1", "insert into t values (501)");
-    eventually(&k, "omega", "pg3", "select count(*) from t", "501");
+    psql(k, "omega", "pg1", "insert into t values (501)");
+    eventually(k, "omega", "pg3", "select count(*) from t", "501");
 
     // --clear-dir removes what pgscale created
     ok(k.cmd().args(["scale-in", "-n", "omega", "--node", "pg3", "--clear-dir", "--yes"]).output().unwrap());
     assert!(!k.path("pg3").exists() && !k.path("pg3.sock").exists());
-    assert_eq!(slots(&k, "omega", "pg1"), "pg4");
+    assert_eq!(slots(k, "omega", "pg1"), "pg4");
     // nothing left to resume
     ok(k.cmd().args(["resume", "-n", "omega"]).output().unwrap());
     ok(k.cmd().args(["destroy", "-n", "omega", "--yes"]).output().unwrap());
@@ -172,10 +181,19 @@ fn plan_ids(o: &std::process::Output) -> Vec<String> {
 /// nothing half-built is left.
 #[test]
 fn scale_out_interrupted_after_every_step_converges() {
-    let k = kit();
+    scale_out_interrupted_after_every_step_converges_in(&kit());
+}
+
+/// The same, with the cluster's state in a real 3-member etcd.
+#[test]
+fn scale_out_interrupted_after_every_step_converges_on_etcd() {
+    scale_out_interrupted_after_every_step_converges_in(&Kit::with_etcd(env!("CARGO_BIN_EXE_pgscale")));
+}
+
+fn scale_out_interrupted_after_every_step_converges_in(k: &Kit) {
     let port = free_port("127.0.0.1");
-    init(&k, "kappa", port);
-    let nodes = node_yaml(&k, "pg2", "127.0.0.2", port, "    sync: sync\n");
+    init(k, "kappa", port);
+    let nodes = node_yaml(k, "pg2", "127.0.0.2", port, "    sync: sync\n");
     let f = k.write("add.yaml", &format!("nodes:\n{nodes}"));
     let ids = plan_ids(
         &k.cmd().args(["scale-out", "-n", "kappa", "--dry-run", "--output", "json", "-c"]).arg(&f).output().unwrap(),
@@ -191,9 +209,9 @@ fn scale_out_interrupted_after_every_step_converges() {
             k.cmd().args(["resume", "-n", "kappa"]).output().unwrap()
         };
         assert!(again.status.success(), "re-run after {id}: {}", String::from_utf8_lossy(&again.stderr));
-        let s = status(&k, "kappa");
+        let s = status(k, "kappa");
         assert_eq!(node(&s, "pg2")["sync_state"], "sync", "after {id}: {s}");
-        assert_eq!(slots(&k, "kappa", "pg1"), "pg2", "after {id}");
+        assert_eq!(slots(k, "kappa", "pg1"), "pg2", "after {id}");
         let l: Value = serde_json::from_str(
             &std::fs::read_to_string(k.home().join("kappa/inventory.yaml"))
                 .map(|t| format!("{:?}", t.contains("joining")))
@@ -203,7 +221,7 @@ fn scale_out_interrupted_after_every_step_converges() {
         assert_eq!(l, Value::Bool(false), "after {id}: pg2 recorded as a member");
         // back to one node for the next round
         ok(k.cmd().args(["scale-in", "-n", "kappa", "--node", "pg2", "--clear-dir", "--yes"]).output().unwrap());
-        assert_eq!(slots(&k, "kappa", "pg1"), "", "after {id}");
+        assert_eq!(slots(k, "kappa", "pg1"), "", "after {id}");
         assert!(!k.path("pg2").exists());
     }
     ok(k.cmd().args(["destroy", "-n", "kappa", "--yes"]).output().unwrap());
@@ -214,15 +232,24 @@ fn scale_out_interrupted_after_every_step_converges() {
 /// line, the directory removed.
 #[test]
 fn scale_in_interrupted_after_every_step_converges() {
-    let k = kit();
+    scale_in_interrupted_after_every_step_converges_in(&kit());
+}
+
+/// The same, with the cluster's state in a real 3-member etcd.
+#[test]
+fn scale_in_interrupted_after_every_step_converges_on_etcd() {
+    scale_in_interrupted_after_every_step_converges_in(&Kit::with_etcd(env!("CARGO_BIN_EXE_pgscale")));
+}
+
+fn scale_in_interrupted_after_every_step_converges_in(k: &Kit) {
     let port = free_port("127.0.0.1");
-    init(&k, "lambda", port);
+    init(k, "lambda", port);
     let addr = |n: &str| if n == "pg2" { "127.0.0.2" } else { "127.0.0.3" };
     ok(add(
-        &k,
+        k,
         "lambda",
         "a.yaml",
-        &(node_yaml(&k, "pg2", "127.0.0.2", port, "    sync: sync\n") + &node_yaml(&k, "pg3", "127.0.0.3", port, "")),
+        &(node_yaml(k, "pg2", "127.0.0.2", port, "    sync: sync\n") + &node_yaml(k, "pg3", "127.0.0.3", port, "")),
     ));
     let (mut leaving, mut other) = ("pg2", "pg3");
     let mut i = 0;
@@ -250,15 +277,15 @@ fn scale_in_interrupted_after_every_step_converges() {
             k.cmd().args(["scale-in", "-n", "lambda", "--node", leaving, "--clear-dir", "--yes"]).output().unwrap()
         };
         assert!(again.status.success(), "re-run after {id}: {}", String::from_utf8_lossy(&again.stderr));
-        let s = status(&k, "lambda");
+        let s = status(k, "lambda");
         assert_eq!(s["nodes"].as_array().unwrap().len(), 2, "after {id}: {s}");
         assert_eq!(node(&s, other)["sync_state"], "sync", "after {id}: {s}");
-        assert_eq!(slots(&k, "lambda", "pg1"), other, "after {id}");
+        assert_eq!(slots(k, "lambda", "pg1"), other, "after {id}");
         let hba = k.cmd().args(["hba", "-n", "lambda"]).output().unwrap();
         assert!(!String::from_utf8_lossy(&hba.stdout).contains(&format!("{}/32", addr(leaving))), "after {id}");
         assert!(!k.path(leaving).exists(), "after {id}");
         // the leaving node comes back as async: the mirror image of the start
-        ok(add(&k, "lambda", "back.yaml", &node_yaml(&k, leaving, addr(leaving), port, "")));
+        ok(add(k, "lambda", "back.yaml", &node_yaml(k, leaving, addr(leaving), port, "")));
         std::mem::swap(&mut leaving, &mut other);
         i += 1;
     }

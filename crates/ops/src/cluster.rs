@@ -36,6 +36,31 @@ pub async fn stored(stores: &store::Stores, name: &str) -> Result<(Arc<dyn Store
     Ok((store, inv))
 }
 
+/// For commands that only read the servers (status, psql): the inventory
+/// and passwords, from the store or, when the store cannot be reached,
+/// from what this machine saw last (the third value says so and why).
+pub async fn for_reading(
+    stores: &store::Stores,
+    name: &str,
+) -> Result<(Arc<dyn Store>, Inventory, journal::Secrets, Option<String>), OpError> {
+    let store = stores.for_cluster(name).await?;
+    let (inv, store_error) = match store.load(name).await {
+        Ok(inv) => (inv, None),
+        Err(e @ store::StoreError::Unavailable { .. }) => match store.cached(name) {
+            Some((inv, when)) => (inv, Some(format!("{e} (showing the nodes recorded as of {when})"))),
+            None => return Err(e.into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    let users = resolve::secret_users(&inv);
+    let secrets = match &store_error {
+        None => store.secrets(&inv.name, &users, true).await?,
+        // The passwords file this machine already has.
+        Some(_) => stores.home().secrets(&inv.name, &users, false).await?,
+    };
+    Ok((store, inv, secrets, store_error))
+}
+
 /// A cluster ready to be acted on.
 pub struct Cluster {
     /// Where its state lives.

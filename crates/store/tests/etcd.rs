@@ -1,7 +1,7 @@
 //! The etcd store against a real 3-member etcd on loopback.
 
 use model::Inventory;
-use pgscale_store::{Store, StoreError, Stores, StoresConfig};
+use pgscale_store::{StoreError, Stores, StoresConfig};
 use std::time::{Duration, Instant};
 use testkit::etcd::Etcd;
 

@@ -31,6 +31,9 @@ pub fn free_port(host: &str) -> u16 {
 /// One test's world: a temp dir with a pgscale home and room for data
 /// directories. Dropping it kills every server started under it.
 pub struct Kit {
+    /// With `with_etcd`: every command keeps the cluster's state in it.
+    /// Declared first so it stops before the directory goes.
+    pub etcd: Option<etcd::Etcd>,
     pub dir: tempfile::TempDir,
     pub bin: PathBuf,
 }
@@ -40,7 +43,16 @@ impl Kit {
         let dir = tempfile::Builder::new().prefix("pgscale-test-").tempdir().expect("tempdir");
         // Servers run as the OS user (`postgres` under root): let it in.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        Kit { dir, bin: PathBuf::from(bin) }
+        Kit { etcd: None, dir, bin: PathBuf::from(bin) }
+    }
+
+    /// A kit whose commands keep clusters' state in a fresh 3-member etcd
+    /// (lock TTL 2 s; a command waits up to 10 s for a lock, so a re-run
+    /// after a kill -9 proceeds once the dead holder's lease expired).
+    pub fn with_etcd(bin: &str) -> Kit {
+        let mut k = Kit::new(bin);
+        k.etcd = Some(etcd::Etcd::start(k.dir.path(), 3));
+        k
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -61,6 +73,17 @@ impl Kit {
             .env("TMPDIR", self.dir.path())
             .env_remove("PGSCALE_FAILPOINT")
             .timeout(Duration::from_secs(180));
+        for v in
+            ["PGSCALE_ETCD", "PGSCALE_ETCD_PREFIX", "PGSCALE_ETCD_KEY_FILE", "PGSCALE_LOCK_WAIT", "PGSCALE_LOCK_TTL"]
+        {
+            c.env_remove(v);
+        }
+        if let Some(e) = &self.etcd {
+            c.env("PGSCALE_ETCD", e.endpoints())
+                .env("PGSCALE_ETCD_PREFIX", "/test")
+                .env("PGSCALE_LOCK_TTL", "2s")
+                .env("PGSCALE_LOCK_WAIT", "10s");
+        }
         c
     }
 

@@ -6,7 +6,10 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 pub async fn run(env: Env<'_>, a: PsqlArgs) -> Result<u8, OpError> {
-    let (store, inv) = ops::cluster::stored(env.stores, &a.name).await?;
+    let (_, inv, secrets, store_error) = ops::cluster::for_reading(env.stores, &a.name).await?;
+    if let Some(e) = store_error {
+        env.ui.say(&format!("warning: {e}"));
+    }
     let node = match &a.node {
         Some(n) => inv.node(n).ok_or_else(|| invalid(format!("node `{n}` is not in cluster {}", inv.name)))?,
         None => inv.primary().ok_or_else(|| invalid("the cluster has no nodes"))?,
@@ -21,7 +24,7 @@ pub async fn run(env: Env<'_>, a: PsqlArgs) -> Result<u8, OpError> {
         .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from("psql"));
     // The passwords file on this machine (written from etcd when kept there).
-    let secrets = store.secrets(&inv.name, &ops::resolve::secret_users(&inv), true).await?.path().to_path_buf();
+    let secrets = secrets.path().to_path_buf();
     env.stores.close().await;
     let argv = plan::argv::psql(
         psql.parent().unwrap_or(&PathBuf::new()),

@@ -38,3 +38,17 @@ pub fn short(e: &str) -> String {
     let e = e.lines().next().unwrap_or(e);
     e.chars().take(160).collect()
 }
+
+/// The connection to the endpoint the client picked failed (a dead
+/// member), or an election is under way: worth sending again within the deadline. Reads are idempotent;
+/// a transaction that did commit before its answer was lost fails its
+/// comparison when sent again, which the caller recognises (it reads back
+/// its own write) or turns into a refusal, never into a double write.
+pub fn retryable(e: &str) -> bool {
+    e.contains("tcp connect error")
+        || e.contains("Connection refused")
+        || e.contains("connection refused")
+        || e.contains("transport error")
+        || e.contains("leader changed")
+        || e.contains("no leader")
+}

@@ -68,25 +68,30 @@ pub(super) async fn acquire(s: &EtcdStore, name: &str, command: &str, wait: Dura
     let me = Holder::me(command);
     let value = serde_json::to_string(&me).unwrap_or_default();
     let ttl = s.lock_ttl.as_secs().max(1) as i64;
-    let lease = s.call(s.client.clone().lease_grant(ttl, None)).await?.id();
     let t0 = Instant::now();
-    loop {
+    let lease = loop {
+        // A fresh lease per attempt: waiting for a busy lock must not let ours expire.
+        let lease = s.call(|mut c| async move { c.lease_grant(ttl, None).await }).await?.id();
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), value.clone(), Some(PutOptions::new().with_lease(lease)))])
             .or_else([TxnOp::get(key.clone(), None)]);
-        let r = match s.call(s.client.clone().txn(txn)).await {
+        let r = s
+            .call(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await;
+        let r = match r {
+            Ok(r) if r.succeeded() => break lease,
             Ok(r) => r,
             Err(e) => {
                 revoke(s, lease).await;
                 return Err(e);
             }
         };
-        if r.succeeded() {
-            break;
-        }
+        revoke(s, lease).await;
         if t0.elapsed() >= wait {
-            revoke(s, lease).await;
             let holder = r
                 .op_responses()
                 .iter()
@@ -103,7 +108,7 @@ pub(super) async fn acquire(s: &EtcdStore, name: &str, command: &str, wait: Dura
             return Err(StoreError::Held { cluster: name.into(), holder, store: s.describe(), ttl_s: ttl as u64 });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
     let lost = Arc::new(Mutex::new(None));
     s.held.map().insert(name.into(), Held { lease, lost: lost.clone() });
     let keeper = tokio::spawn(keep_alive(s.client.clone(), lease, s.lock_ttl, lost));

@@ -100,15 +100,35 @@ impl EtcdStore {
     }
 
     /// Run one etcd call within the deadline; failures name the endpoints.
-    async fn call<T>(
-        &self,
-        f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.deadline, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(&self.spec, &health::short(&e.to_string()), self.deadline).await),
-            Err(_) => Err(unavailable(&self.spec, "no answer within the deadline", self.deadline).await),
+    /// A request that never left (no TCP connection to the endpoint the
+    /// client picked: a dead member) is retried until the deadline, so one
+    /// dead member costs a retry, not a failure.
+    pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let until = tokio::time::Instant::now() + self.deadline;
+        let mut last = "no answer within the deadline".to_string();
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, f(self.client.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if health::retryable(&e.to_string()) => {
+                    last = health::short(&e.to_string());
+                    tokio::time::sleep(Duration::from_millis(50).min(left)).await;
+                }
+                Ok(Err(e)) => return Err(unavailable(&self.spec, &health::short(&e.to_string()), self.deadline).await),
+                Err(_) => {
+                    last = "no answer within the deadline".into();
+                    break;
+                }
+            }
         }
+        Err(unavailable(&self.spec, &last, self.deadline).await)
     }
 
     fn remember(&self, name: &str, rev: i64) {
@@ -135,7 +155,13 @@ impl EtcdStore {
 
     /// The sealed passwords and the key that opens them.
     async fn read_secrets(&self, name: &str) -> Result<Option<crypt::Sealed>, StoreError> {
-        let r = self.call(self.client.clone().get(self.key(name, "secrets"), None)).await?;
+        let k = self.key(name, "secrets");
+        let r = self
+            .call(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
         match r.kvs().first() {
             None => Ok(None),
             Some(kv) => serde_json::from_slice(kv.value())
@@ -149,7 +175,12 @@ impl EtcdStore {
         let key = Key::load(&self.key_file, true)?.ok_or_else(|| StoreError::Key("no key".into()))?;
         let sealed = key.seal(name, map)?;
         let v = serde_json::to_string(&sealed).map_err(|e| StoreError::Key(e.to_string()))?;
-        self.call(self.client.clone().put(self.key(name, "secrets"), v, None)).await?;
+        let k = self.key(name, "secrets");
+        self.call(|mut c| {
+            let (k, v) = (k.clone(), v.clone());
+            async move { c.put(k, v, None).await }
+        })
+        .await?;
         Ok(())
     }
 }
@@ -187,7 +218,10 @@ impl Store for EtcdStore {
     async fn list(&self) -> Result<Vec<String>, StoreError> {
         let base = format!("{}/clusters/", self.spec.prefix);
         let r = self
-            .call(self.client.clone().get(base.clone(), Some(GetOptions::new().with_prefix().with_keys_only())))
+            .call(|mut c| {
+                let k = base.clone();
+                async move { c.get(k, Some(GetOptions::new().with_prefix().with_keys_only())).await }
+            })
             .await?;
         let mut v: Vec<String> = r
             .kvs()
@@ -201,7 +235,10 @@ impl Store for EtcdStore {
 
     async fn exists(&self, name: &str) -> Result<bool, StoreError> {
         let r = self
-            .call(self.client.clone().get(self.key(name, "inventory"), Some(GetOptions::new().with_keys_only())))
+            .call(|mut c| {
+                let k = self.key(name, "inventory");
+                async move { c.get(k, Some(GetOptions::new().with_keys_only())).await }
+            })
             .await?;
         let rev = r.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
         self.remember(name, rev);
@@ -209,7 +246,13 @@ impl Store for EtcdStore {
     }
 
     async fn load(&self, name: &str) -> Result<Inventory, StoreError> {
-        let r = self.call(self.client.clone().get(self.key(name, "inventory"), None)).await?;
+        let k = self.key(name, "inventory");
+        let r = self
+            .call(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
         let Some(kv) = r.kvs().first() else {
             self.remember(name, 0);
             return Err(StoreError::Unknown { name: name.into(), store: self.describe(), hint: String::new() });
@@ -235,12 +278,26 @@ impl Store for EtcdStore {
         let value = serde_json::to_string(&inv).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let txn = Txn::new()
             .when(when)
-            .and_then([TxnOp::put(key.clone(), value, None)])
-            .or_else([TxnOp::get(lock_key, None)]);
-        let r = self.call(self.client.clone().txn(txn)).await?;
-        if !r.succeeded() {
+            .and_then([TxnOp::put(key.clone(), value.clone(), None)])
+            .or_else([TxnOp::get(lock_key.clone(), None), TxnOp::get(key.clone(), None)]);
+        let r = self
+            .call(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        let ours_already = r.op_responses().iter().any(|o| match o {
+            etcd_client::TxnOpResponse::Get(g) => {
+                g.kvs().first().is_some_and(|kv| kv.key() == key.as_bytes() && kv.value() == value.as_bytes())
+            }
+            _ => false,
+        });
+        // A retried write whose first attempt committed: the value is ours.
+        if !r.succeeded() && !ours_already {
             let lock_is_ours = r.op_responses().iter().any(|o| match o {
-                etcd_client::TxnOpResponse::Get(g) => g.kvs().first().map(|kv| Some(kv.lease())) == Some(lease),
+                etcd_client::TxnOpResponse::Get(g) => {
+                    g.kvs().first().is_some_and(|kv| kv.key() == lock_key.as_bytes() && Some(kv.lease()) == lease)
+                }
                 _ => false,
             });
             if lease.is_some() && !lock_is_ours {
@@ -252,7 +309,19 @@ impl Store for EtcdStore {
             }
             return Err(StoreError::Conflict { cluster: inv.name.clone(), store: self.describe() });
         }
-        let rev = r.header().map(|h| h.revision()).unwrap_or(0);
+        let rev = if r.succeeded() {
+            r.header().map(|h| h.revision()).unwrap_or(0)
+        } else {
+            r.op_responses()
+                .iter()
+                .find_map(|o| match o {
+                    etcd_client::TxnOpResponse::Get(g) => {
+                        g.kvs().first().filter(|kv| kv.key() == key.as_bytes()).map(|kv| kv.mod_revision())
+                    }
+                    _ => None,
+                })
+                .unwrap_or(0)
+        };
         self.remember(&inv.name, rev);
         self.write_local(&inv);
         Ok(())
@@ -264,7 +333,11 @@ impl Store for EtcdStore {
             TxnOp::delete(self.key(name, "secrets"), None),
             TxnOp::delete(self.key(name, "log/"), Some(etcd_client::DeleteOptions::new().with_prefix())),
         ]);
-        self.call(self.client.clone().txn(txn)).await?;
+        self.call(|mut c| {
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        })
+        .await?;
         self.remember(name, 0);
         let _ = std::fs::remove_dir_all(self.local.cluster_dir(name));
         Ok(())
@@ -319,7 +392,11 @@ impl Store for EtcdStore {
             TxnOp::delete(self.key(name, "inventory"), None),
             TxnOp::delete(self.key(name, "secrets"), None),
         ]);
-        self.call(self.client.clone().txn(txn)).await?;
+        self.call(|mut c| {
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        })
+        .await?;
         self.remember(name, 0);
         forget_pointer(&self.local, name);
         Ok(())
@@ -342,7 +419,13 @@ impl Store for EtcdStore {
     async fn log(&self, name: &str, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
         let opts =
             GetOptions::new().with_prefix().with_sort(SortTarget::Key, SortOrder::Descend).with_limit(limit as i64);
-        let r = self.call(self.client.clone().get(self.key(name, "log/"), Some(opts))).await?;
+        let k = self.key(name, "log/");
+        let r = self
+            .call(|mut c| {
+                let (k, o) = (k.clone(), opts.clone());
+                async move { c.get(k, Some(o)).await }
+            })
+            .await?;
         let mut v: Vec<serde_json::Value> =
             r.kvs().iter().filter_map(|kv| serde_json::from_slice(kv.value()).ok()).collect();
         v.reverse();
