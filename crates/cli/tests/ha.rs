@@ -178,7 +178,8 @@ fn switchover_and_back_loses_no_committed_id_in(k: &Kit) {
     let found = psql(k, "sw", "pg1", &format!("select count(*) from ledger where id in ({list})"));
     assert_eq!(found, ids.len().to_string());
     // the journal shows no rewind was needed
-    let j = std::fs::read_to_string(k.home().join("sw/journal.jsonl")).unwrap();
+    let j = k.operation_log("sw");
+    assert!(j.contains("promote"), "the operation log tells the switchovers: {j}");
     assert!(!j.contains("rewind"));
     ok(k.cmd().args(["destroy", "-n", "sw", "--yes"]).output().unwrap());
 }
@@ -237,8 +238,8 @@ fn failover_then_rejoin_of_a_diverged_old_primary_with_rewind_in(k: &Kit) {
     assert!(out.contains("split brain"), "{out}");
     // rejoin stops it, rewinds it from pg2 and restarts it as a standby
     ok(k.cmd().args(["rejoin", "-n", "fo", "--node", "pg1", "--yes"]).output().unwrap());
-    let j = std::fs::read_to_string(k.home().join("fo/journal.jsonl")).unwrap();
-    assert!(j.lines().any(|l| l.contains("\"succeeded\"") && l.contains("pg1:rewind")), "pg_rewind ran");
+    let j = k.operation_log("fo");
+    assert!(j.lines().any(|l| l.contains("\"succeeded\"") && l.contains("pg1:rewind")), "pg_rewind ran: {j}");
     let s = status(k, "fo");
     assert_eq!(node(&s, "pg1")["role"], "standby");
     assert_eq!(node(&s, "pg1")["upstream"], "pg2");

@@ -18,6 +18,8 @@ pub struct HomeStore {
     /// Clusters this object forgot: their last log lines must not bring
     /// their directory back.
     forgotten: Mutex<std::collections::HashSet<String>>,
+    /// Saves from this process (parallel lanes) go one at a time.
+    save_turn: Mutex<()>,
 }
 
 impl HomeStore {
@@ -27,6 +29,7 @@ impl HomeStore {
             seen: Mutex::new(HashMap::new()),
             journals: Mutex::new(HashMap::new()),
             forgotten: Default::default(),
+            save_turn: Mutex::new(()),
         }
     }
 
@@ -86,6 +89,7 @@ impl Store for HomeStore {
     }
 
     async fn save(&self, inv: &Inventory) -> Result<(), StoreError> {
+        let _turn = self.save_turn.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.file_hash(&inv.name);
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&inv.name).copied();
         if let Some(seen) = seen {

@@ -87,6 +87,25 @@ impl Kit {
         c
     }
 
+    /// The cluster's record as its store holds it (the home's YAML, or the
+    /// JSON in etcd), for tests that look at what pgscale wrote.
+    pub fn recorded_inventory(&self, cluster: &str) -> String {
+        match &self.etcd {
+            Some(e) => e.dump(&format!("/test/clusters/{cluster}/inventory")),
+            None => std::fs::read_to_string(self.home().join(cluster).join("inventory.yaml")).unwrap_or_default(),
+        }
+    }
+
+    /// The operation log (`pgscale log --output json`), whatever the store.
+    pub fn operation_log(&self, cluster: &str) -> String {
+        let o = self
+            .cmd()
+            .args(["log", "-n", cluster, "--limit", "100000", "--output", "json"])
+            .output()
+            .expect("pgscale log");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// Write a file into the kit's dir and return its path.
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let p = self.path(rel);

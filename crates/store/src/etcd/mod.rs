@@ -39,6 +39,9 @@ pub struct EtcdStore {
     local: journal::Home,
     /// Per cluster: the inventory's mod revision as last read or written (0: absent).
     seen: Mutex<HashMap<String, i64>>,
+    /// Saves from this process (parallel lanes of one plan) go one at a
+    /// time: each compares the revision the previous one wrote.
+    save_turn: tokio::sync::Mutex<()>,
     held: lock::HeldMap,
     pending: Arc<Mutex<Vec<JoinHandle<()>>>>,
     log_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, String)>>>,
@@ -84,6 +87,7 @@ impl EtcdStore {
             key_file,
             local,
             seen: Mutex::new(HashMap::new()),
+            save_turn: tokio::sync::Mutex::new(()),
             held: Default::default(),
             pending: Default::default(),
             log_tx: Mutex::new(Some(tx)),
@@ -265,6 +269,7 @@ impl Store for EtcdStore {
     }
 
     async fn save(&self, inv: &Inventory) -> Result<(), StoreError> {
+        let _turn = self.save_turn.lock().await;
         let mut inv = inv.clone();
         inv.dcs = self.dcs();
         let key = self.key(&inv.name, "inventory");
