@@ -7,7 +7,7 @@ pub enum StoreError {
     #[error("cluster `{name}` is not known in {store}; `pgscale list` shows the known ones{hint}")]
     Unknown { name: String, store: String, hint: String },
     #[error("cluster {cluster} is busy: {holder} holds its lock in {store}; wait for it to finish, then run the command again{}", held_hint(*.ttl_s))]
-    Held { cluster: String, holder: Holder, store: String, ttl_s: u64 },
+    Held { cluster: String, holder: Box<Holder>, store: String, ttl_s: u64 },
     #[error("the record of cluster {cluster} in {store} changed since this command read it (another pgscale wrote it): nothing more was written; run the command again")]
     Conflict { cluster: String, store: String },
     #[error("cluster {cluster}: this command lost its lock in {store} ({why}); it stopped before the next step; run it again (or `pgscale resume -n {cluster}`)")]
@@ -24,7 +24,7 @@ impl From<HomeError> for StoreError {
     fn from(e: HomeError) -> StoreError {
         match e {
             HomeError::Held { cluster, holder } => {
-                StoreError::Held { cluster, holder, store: "the home".into(), ttl_s: 0 }
+                StoreError::Held { cluster, holder: Box::new(holder), store: "the home".into(), ttl_s: 0 }
             }
             HomeError::Unknown(name) => StoreError::Unknown { name, store: "this home".into(), hint: String::new() },
             e => StoreError::Home(e),

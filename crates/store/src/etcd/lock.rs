@@ -105,7 +105,12 @@ pub(super) async fn acquire(s: &EtcdStore, name: &str, command: &str, wait: Dura
                     pid: 0,
                     started: "unknown".into(),
                 });
-            return Err(StoreError::Held { cluster: name.into(), holder, store: s.describe(), ttl_s: ttl as u64 });
+            return Err(StoreError::Held {
+                cluster: name.into(),
+                holder: Box::new(holder),
+                store: s.describe(),
+                ttl_s: ttl as u64,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
