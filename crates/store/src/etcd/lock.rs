@@ -132,14 +132,18 @@ async fn revoke(s: &EtcdStore, lease: i64) {
     let _ = tokio::time::timeout(s.deadline, s.client.clone().lease_revoke(lease)).await;
 }
 
-/// Renew every third of the TTL. Past three quarters of the TTL without a
-/// renewal, the lease may be gone: say so (the holder stops at its next step).
+/// Renew every third of the TTL. A renewal that fails (the balanced
+/// channel picked a dead member, an election) is tried again at once, on a
+/// fresh stream, until one succeeds. Past three quarters of the TTL without
+/// a renewal, the lease may be gone: say so (the holder stops at its next step).
 async fn keep_alive(client: Client, lease: i64, ttl: Duration, lost: Arc<Mutex<Option<String>>>) {
     let every = (ttl / 3).max(Duration::from_millis(300));
+    let give_up = ttl * 3 / 4;
     let mut last_ok = Instant::now();
     let mut keeper = None;
+    let mut next = every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(next).await;
         let step = async {
             if keeper.is_none() {
                 keeper = Some(client.clone().lease_keep_alive(lease).await?);
@@ -148,15 +152,19 @@ async fn keep_alive(client: Client, lease: i64, ttl: Duration, lost: Arc<Mutex<O
             k.keep_alive().await?;
             stream.message().await
         };
-        match tokio::time::timeout(every, step).await {
-            Ok(Ok(Some(r))) if r.ttl() > 0 => last_ok = Instant::now(),
+        let left = give_up.saturating_sub(last_ok.elapsed()).max(Duration::from_millis(50));
+        match tokio::time::timeout(every.min(left), step).await {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                last_ok = Instant::now();
+                next = every;
+            }
             Ok(Ok(Some(_))) => {
                 *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some("its lease expired".into());
                 return;
             }
             _ => {
                 keeper = None;
-                if last_ok.elapsed() >= ttl * 3 / 4 {
+                if last_ok.elapsed() >= give_up {
                     *lost.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
                         "etcd did not renew its {} s lease for {:.1} s",
                         ttl.as_secs(),
@@ -164,6 +172,7 @@ async fn keep_alive(client: Client, lease: i64, ttl: Duration, lost: Arc<Mutex<O
                     ));
                     return;
                 }
+                next = Duration::from_millis(50);
             }
         }
     }

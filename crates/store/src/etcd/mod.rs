@@ -197,10 +197,28 @@ async fn unavailable(spec: &EtcdSpec, what: &str, deadline: Duration) -> StoreEr
 /// Writes the operation log in order, off the operation's path.
 async fn log_writer(client: Client, mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, String)>, d: Duration) {
     while let Some((k, v)) = rx.recv().await {
-        match tokio::time::timeout(d, client.clone().put(k, v, None)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("operation log in etcd: {e}"),
-            Err(_) => tracing::warn!("operation log in etcd: no answer within {d:?}"),
+        let until = tokio::time::Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, client.clone().put(k.clone(), v.clone(), None)).await {
+                Ok(Ok(_)) => break,
+                // A dead member the channel picked: send again within the deadline.
+                Ok(Err(e)) if health::retryable(&e.to_string()) && !left.is_zero() => {
+                    tokio::time::sleep(Duration::from_millis(50).min(left)).await;
+                    if tokio::time::Instant::now() >= until {
+                        tracing::warn!("operation log in etcd: {}", health::short(&e.to_string()));
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("operation log in etcd: {}", health::short(&e.to_string()));
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!("operation log in etcd: no answer within {d:?}");
+                    break;
+                }
+            }
         }
     }
 }
@@ -460,8 +478,11 @@ impl Store for EtcdStore {
         let tx = self.log_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(tx);
         let task = self.log_task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = task {
-            let _ = tokio::time::timeout(self.deadline, t).await;
+        if let Some(mut t) = task {
+            if tokio::time::timeout(self.deadline, &mut t).await.is_err() {
+                tracing::warn!("operation log in etcd: records not written within {:?} were dropped", self.deadline);
+                t.abort();
+            }
         }
         // Still usable after a flush: a fresh writer for later records.
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
