@@ -95,6 +95,20 @@ pub enum Command {
                       changed parameter needs it. Restarting the primary asks first unless --yes."
     )]
     ApplyConfig(ApplyConfigArgs),
+    /// Take over a running primary/standby cluster pgscale did not create.
+    #[command(
+        after_help = "Examples:\n  pgscale adopt --gen-spec -n sales --primary 10.0.0.1:5432 --admin-password-file ~/pw > sales.yaml\n  pgscale adopt --gen-spec -n sales --primary 127.0.0.1:5432 --standby 127.0.0.2:5433 --admin-password-file ~/pw > sales.yaml\n  pgscale adopt -c sales.yaml --admin-password-file ~/pw --dry-run\n  pgscale adopt -c sales.yaml --admin-password-file ~/pw --yes\n\n\
+                      --gen-spec finds the standbys from pg_stat_replication (and theirs, for cascades), trying each\n\
+                      client address at the primary's port; name standbys it cannot guess with --standby HOST:PORT.\n\
+                      adopt checks that the spec matches what runs (roles, upstreams, ports, data directories,\n\
+                      versions, wal_level, hot_standby, wal_log_hints or checksums) and refuses with every difference.\n\
+                      Then: the replication role, a slot per standby on its upstream (orphan slots are reported, never\n\
+                      dropped), pg_hba.conf replaced after its diff is printed (your lines go into postgres.hba),\n\
+                      passfiles and primary_conninfo, the managed settings (reload; restarts only with --yes,\n\
+                      standbys first), and the cluster is recorded. The admin password file (mode 0600) holds the\n\
+                      admin role's current password; it is never changed."
+    )]
+    Adopt(AdoptArgs),
     /// Add standbys (cascaded, sync or async) online.
     #[command(
         name = "scale-out",
@@ -311,6 +325,51 @@ pub struct ApplyConfigArgs {
     pub yes: bool,
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct AdoptArgs {
+    /// The spec of the running cluster (as for init; `--gen-spec` writes one).
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        required_unless_present = "gen_spec",
+        conflicts_with = "gen_spec"
+    )]
+    pub config: Option<PathBuf>,
+    /// Print a spec discovered from the running primary (with --primary and -n).
+    #[arg(long, requires_all = ["primary", "name"])]
+    pub gen_spec: bool,
+    /// --gen-spec: the primary's HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", requires = "gen_spec")]
+    pub primary: Option<String>,
+    /// --gen-spec: a standby's HOST:PORT the primary cannot tell (repeatable).
+    #[arg(long = "standby", value_name = "HOST:PORT", requires = "gen_spec")]
+    pub standbys: Vec<String>,
+    /// --gen-spec: the cluster's name in the spec.
+    #[arg(short = 'n', long = "name", requires = "gen_spec")]
+    pub name: Option<String>,
+    /// --gen-spec: the superuser pgscale connects as.
+    #[arg(long, default_value = "postgres", requires = "gen_spec")]
+    pub admin_user: String,
+    /// A file (mode 0600) with the admin role's current password.
+    #[arg(long, value_name = "FILE")]
+    pub admin_password_file: PathBuf,
+    /// A file (mode 0600) with the replication role's password, when that role exists already.
+    #[arg(long, value_name = "FILE")]
+    pub replication_password_file: Option<PathBuf>,
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Allow restarts (standbys first, then the primary) for settings that need one.
+    #[arg(long)]
+    pub yes: bool,
+    /// Deadline of one remote call.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How long each standby may take to stream through its new slot.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub catchup_timeout: Duration,
 }
 
 #[derive(Args, Debug)]

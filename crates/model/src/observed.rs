@@ -146,3 +146,39 @@ pub struct ConfigObs {
     /// names pgscale sets.
     pub contexts: BTreeMap<String, String>,
 }
+
+/// What `adopt` reads from a running server it did not create: identity,
+/// layout and the settings a replicated cluster depends on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// pg_control's system identifier: every node of one cluster shares it.
+    pub system_identifier: String,
+    pub in_recovery: bool,
+    pub server_version: String,
+    pub server_version_num: i32,
+    pub data_directory: String,
+    pub config_file: String,
+    pub hba_file: String,
+    pub port: u16,
+    pub unix_socket_directories: String,
+    pub wal_level: String,
+    pub hot_standby: String,
+    pub wal_log_hints: String,
+    pub data_checksums: String,
+    /// pg_config's BINDIR of the running server.
+    pub bin_dir: Option<String>,
+    /// The WAL receiver's upstream, when streaming.
+    pub sender_host: Option<String>,
+    pub sender_port: Option<u16>,
+    /// The admin role's password is stored as a SCRAM verifier.
+    pub admin_scram: bool,
+    /// The replication role exists (its attributes: login, replication).
+    pub replication_role: Option<(bool, bool)>,
+    /// postgresql.auto.conf: name → value.
+    pub auto_conf: BTreeMap<String, String>,
+    /// pg_hba.conf as the server reads it.
+    pub hba: String,
+    /// Settings pgscale manages that someone configured (not the built-in
+    /// default): name → current value, so a generated spec keeps them.
+    pub configured: BTreeMap<String, String>,
+}

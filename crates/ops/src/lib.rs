@@ -4,6 +4,7 @@
 //! the agent call the very same functions; nothing here prints or reads a
 //! terminal.
 
+pub mod adopt;
 pub mod apply_config;
 pub mod check;
 pub mod cluster;

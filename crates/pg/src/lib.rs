@@ -4,10 +4,12 @@
 
 mod conn;
 pub mod controldata;
+mod facts;
 mod probe;
 mod stmt;
 
 pub use conn::{connect, scram_verifier, tcp_listening, Target};
+pub use facts::server_facts;
 pub use probe::{config_obs, find_bin_dir, probe, probe_all};
 pub use stmt::{
     copy_progress, count_ids, database_bytes, end_copy, execute, hba_errors, is_primary, promote, received_lsn,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_postgres::Client;
 
-async fn q(
+pub(crate) async fn q(
     c: &Client,
     addr: &str,
     what: &str,

@@ -2,6 +2,7 @@
 //! the status report. Nothing here does I/O: every input is a plain value,
 //! so every rule is unit-tested without a database.
 
+pub mod adopt;
 pub mod apply_config;
 pub mod argv;
 pub mod check;

@@ -1,6 +1,7 @@
 //! One module per command: build the typed request from the arguments,
 //! call the operation in `ops`, print what it returns.
 
+mod adopt;
 mod apply_config;
 mod check;
 mod demo;
@@ -61,6 +62,7 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
         Command::Log(a) => log::run(env, fmt, a).await,
         Command::Hba(a) => hba::run(env, fmt, a).await,
         Command::ApplyConfig(a) => apply_config::run(env, fmt, a).await,
+        Command::Adopt(a) => adopt::run(env, fmt, a).await,
         Command::Demo(a) => demo::run(env, a).await,
         Command::ScaleOut(a) => scale_out::run(env, fmt, a).await,
         Command::ScaleIn(a) => scale_in::run(env, fmt, a).await,
