@@ -138,11 +138,14 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
         cl.secrets = journal::Secrets::from_map(cl.secrets.path(), map, &users).0;
     }
     let ctx = cl.ctx(WAIT);
-    let names: Vec<String> = desired
+    // Every node's managed names: standbys have settings the primary has not.
+    let mut names: Vec<String> = desired
         .nodes
-        .first()
-        .map(|n| plan::conf::managed_settings(&desired, n).into_iter().map(|(k, _)| k).collect())
-        .unwrap_or_default();
+        .iter()
+        .flat_map(|n| plan::conf::managed_settings(&desired, n).into_iter().map(|(k, _)| k))
+        .collect();
+    names.sort();
+    names.dedup();
     let futs = cl.targets().into_iter().map(|(n, t)| {
         let names = names.clone();
         async move { (n, pg::config_obs(&t, &names, r.timeout).await) }

@@ -349,7 +349,7 @@ pub fn plan_adopt(
         });
     }
     for s in settings.steps {
-        p.push(&s.node, &s.id.rsplit(':').next().unwrap_or(&s.id).to_string(), s.action, s.reason);
+        p.push(&s.node, s.id.rsplit(':').next().unwrap_or(&s.id), s.action, s.reason);
     }
     p.notes.extend(settings.notes);
     if !pending.is_empty() {
@@ -453,14 +453,19 @@ pub fn gen_spec(cluster: &str, admin_user: &str, nodes: &[Found], notes: &[Strin
             y += &format!("    {k}: {}\n", q(v));
         }
     }
-    let lines: Vec<&str> =
-        p.facts.hba.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let lines: Vec<String> = p
+        .facts
+        .hba
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
     if !lines.is_empty() {
         y += "  # The running pg_hba.conf's lines. pgscale writes its own lines first\n\
               \x20 # (scram-sha-256 per peer address); `trust` on host lines is refused\n\
               \x20 # unless `allow_trust: true`. Keep only what your clients need.\n\
               \x20 hba:\n";
-        for l in lines {
+        for l in &lines {
             y += &format!("    - {}\n", q(l));
         }
     }
