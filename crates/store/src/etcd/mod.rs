@@ -196,11 +196,21 @@ async fn unavailable(spec: &EtcdSpec, what: &str, deadline: Duration) -> StoreEr
 
 /// Writes the operation log in order, off the operation's path.
 async fn log_writer(client: Client, mut rx: tokio::sync::mpsc::UnboundedReceiver<(String, String)>, d: Duration) {
-    while let Some((k, v)) = rx.recv().await {
+    // What queued up while the last write was in flight goes in one
+    // transaction: one round trip (and one fsync per member) for many lines.
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < LOG_BATCH {
+            match rx.try_recv() {
+                Ok(x) => batch.push(x),
+                Err(_) => break,
+            }
+        }
+        let txn = Txn::new().and_then(batch.into_iter().map(|(k, v)| TxnOp::put(k, v, None)).collect::<Vec<_>>());
         let until = tokio::time::Instant::now() + d;
         loop {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, client.clone().put(k.clone(), v.clone(), None)).await {
+            match tokio::time::timeout(left, client.clone().txn(txn.clone())).await {
                 Ok(Ok(_)) => break,
                 // A dead member the channel picked: send again within the deadline.
                 Ok(Err(e)) if health::retryable(&e.to_string()) && !left.is_zero() => {
@@ -222,6 +232,9 @@ async fn log_writer(client: Client, mut rx: tokio::sync::mpsc::UnboundedReceiver
         }
     }
 }
+
+/// Log lines per transaction (etcd's default limit is 128 operations).
+const LOG_BATCH: usize = 100;
 
 #[async_trait::async_trait]
 impl Store for EtcdStore {
