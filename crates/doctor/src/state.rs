@@ -1,0 +1,121 @@
+//! What an agent sees: the cluster's keys in etcd and its own PostgreSQL.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Automatic failover, cluster-wide (`pgscale ha`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HaMode {
+    /// Agents act: fence, promote, re-point, rejoin.
+    Enabled,
+    /// Agents only observe and publish; nobody acts (the default until
+    /// `pgscale ha enable`).
+    #[default]
+    Disabled,
+    /// Maintenance: like disabled, and shown as such; the leader keeps its key.
+    Paused,
+}
+
+/// The leader key: who holds it, and its term (the key's create revision,
+/// a fencing token that only grows).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leader {
+    pub name: String,
+    pub term: i64,
+}
+
+/// What each agent publishes about its node (`members/<name>`, on the
+/// agent's lease: a dead agent's entry disappears).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Member {
+    pub primary: bool,
+    pub timeline: u32,
+    /// Primary: its current WAL position; standby: flushed (received) WAL.
+    pub flush_lsn: u64,
+    /// The PostgreSQL server answers fresh connections.
+    pub healthy: bool,
+}
+
+/// The synchronous sets, written by the leader (`sync`).
+/// `ackers`: nodes that *could* acknowledge a commit under the live
+/// synchronous_standby_names (a superset: added before the setting, removed
+/// after). `eligible`: nodes sure to hold every acknowledged commit (added
+/// once caught up after the setting, removed before it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SyncSet {
+    /// How many standbys acknowledge each commit (0: asynchronous).
+    pub k: usize,
+    pub ackers: Vec<String>,
+    pub eligible: Vec<String>,
+}
+
+/// The local PostgreSQL as the agent sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum PgRun {
+    /// Answers fresh connections.
+    #[default]
+    Running,
+    /// Nothing listens (stopped, crashed).
+    Stopped,
+    /// The postmaster is there but fresh connections fail or time out (a
+    /// SIGSTOPped or wedged server): as dangerous as a running one.
+    Hung,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Local {
+    pub run: PgRun,
+    pub in_recovery: bool,
+    pub timeline: u32,
+    pub flush_lsn: u64,
+    /// A WAL receiver runs (a standby streaming or trying to).
+    pub receiving: bool,
+    /// The node it streams from (by name), when known.
+    pub upstream: Option<String>,
+    /// This node was a primary the last time it ran (recorded by the agent
+    /// on disk): it never starts as a primary again on its own.
+    pub was_primary: bool,
+}
+
+/// One tick's view for the agent of node `me`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct View {
+    pub me: String,
+    pub mode: HaMode,
+    pub leader: Option<Leader>,
+    /// The last leader term this agent saw (the race after a leader is gone
+    /// is keyed by it).
+    pub last_term: i64,
+    /// The last leader's name (who to ask, whose timeline to follow).
+    pub last_leader: Option<String>,
+    /// Fresh member entries, by node name (me included).
+    pub members: BTreeMap<String, Member>,
+    pub sync: SyncSet,
+    /// The last primary WAL position the leader recorded (`status`).
+    pub last_leader_lsn: Option<u64>,
+    /// Reports of the race for `last_term`: node → flushed LSN after its WAL
+    /// receiver stopped.
+    pub races: BTreeMap<String, u64>,
+    /// The old primary's agent answered that its PostgreSQL still runs as a
+    /// primary (None: no answer).
+    pub old_primary_alive: Option<bool>,
+    pub local: Local,
+    /// Async mode: the most a standby may lag the last recorded primary LSN
+    /// and still be promoted (`maximum_lag_on_failover`).
+    pub max_lag_on_failover: u64,
+    /// For the leader: milliseconds left before Fence A's deadline
+    /// (negative: past it).
+    pub lease_margin_ms: i64,
+    /// Keep a primary whose synchronous standbys still stream when etcd is
+    /// unreachable (`failsafe`).
+    pub failsafe: bool,
+    /// etcd answered this tick.
+    pub store_ok: bool,
+}
+
+impl View {
+    pub fn is_sync(&self) -> bool {
+        self.sync.k > 0
+    }
+}
