@@ -27,7 +27,7 @@ impl Profile {
 
     /// Why the timing cannot be safe, if it cannot.
     pub fn problem(&self) -> Option<String> {
-        if self.ttl_ms < 1000 || self.ttl_ms % 1000 != 0 {
+        if self.ttl_ms < 1000 || !self.ttl_ms.is_multiple_of(1000) {
             return Some(format!("the lease TTL must be whole seconds, at least 1 s (got {} ms)", self.ttl_ms));
         }
         let need = self.period_ms + 2 * self.attempt_ms + self.guard_ms;
