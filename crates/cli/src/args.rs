@@ -82,6 +82,14 @@ pub enum Command {
     /// Where clusters' state lives: the home directory (default) or etcd.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Automatic failover for a cluster: on, off, paused for maintenance, and what its agents see.
+    #[command(
+        after_help = "Examples:\n  pgscale ha -n demo status\n  pgscale ha -n demo enable\n  pgscale ha -n demo pause     # maintenance: agents observe and report, never act\n  pgscale ha -n demo resume\n  pgscale ha -n demo disable\n\n\
+                      The mode is kept in etcd beside the cluster's inventory, where the agents (`pgscale agent`)\n\
+                      meet; a cluster kept in the home is refused (move it with `pgscale store migrate --to etcd`).\n\
+                      A cluster starts disabled."
+    )]
+    Ha(HaArgs),
     /// The operation log of a cluster (what each pgscale command did, step by step), from its store.
     #[command(after_help = "Examples:\n  pgscale log -n demo\n  pgscale log -n demo --limit 500 --output json")]
     Log(LogArgs),
@@ -154,6 +162,29 @@ pub enum Command {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 3s or 500ms: {e}"))
+}
+
+#[derive(Args, Debug)]
+pub struct HaArgs {
+    /// Cluster name.
+    #[arg(short = 'n', long = "name")]
+    pub name: NodeName,
+    #[command(subcommand)]
+    pub action: HaAction,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+pub enum HaAction {
+    /// Agents act: fence a failed primary, promote the safest standby, re-point, rejoin.
+    Enable,
+    /// Agents only observe and publish.
+    Disable,
+    /// Maintenance mode: agents observe and report, never act; the leader keeps its key.
+    Pause,
+    /// Back from pause to enabled.
+    Resume,
+    /// The mode, who set it, the leader and each agent's published state.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]

@@ -3,19 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Automatic failover, cluster-wide (`pgscale ha`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum HaMode {
-    /// Agents act: fence, promote, re-point, rejoin.
-    Enabled,
-    /// Agents only observe and publish; nobody acts (the default until
-    /// `pgscale ha enable`).
-    #[default]
-    Disabled,
-    /// Maintenance: like disabled, and shown as such; the leader keeps its key.
-    Paused,
-}
+pub use model::HaMode;
 
 /// The leader key: who holds it, and its term (the key's create revision,
 /// a fencing token that only grows).

@@ -2,11 +2,13 @@
 //! (observed state). No I/O happens in this crate.
 
 pub mod dcs;
+pub mod ha;
 pub mod inventory;
 pub mod name;
 pub mod observed;
 
 pub use dcs::{Dcs, EtcdSpec};
+pub use ha::{HaMode, HaSetting};
 pub use inventory::*;
 pub use name::{copy_app_name, slot_name, valid_name, NodeName};
 pub use observed::*;

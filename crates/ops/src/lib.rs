@@ -12,6 +12,7 @@ pub mod demo;
 pub mod destroy;
 pub mod error;
 pub mod ha;
+pub mod ha_mode;
 pub mod hba;
 pub mod hostcheck;
 pub mod init;

@@ -88,6 +88,22 @@ pub trait Store: Send + Sync {
     /// Record these passwords (those the servers already have), replacing any.
     async fn put_secrets(&self, name: &str, map: &std::collections::BTreeMap<String, String>)
         -> Result<(), StoreError>;
+    /// Automatic failover's setting; None when never set (always for the home).
+    async fn ha(&self, _name: &str) -> Result<Option<model::HaSetting>, StoreError> {
+        Ok(None)
+    }
+    /// Set automatic failover's mode. Only etcd can: the agents meet there.
+    async fn set_ha(&self, name: &str, _s: &model::HaSetting) -> Result<(), StoreError> {
+        Err(StoreError::Invalid(format!(
+            "automatic failover needs the cluster's state in etcd, where its agents meet; {name} is kept in {}: move it with `pgscale store migrate -n {name} --to etcd --etcd URL,...`",
+            self.describe()
+        )))
+    }
+    /// The agents' keys (`ha/...` under the cluster: leader, members/<node>,
+    /// sync, status, history/...), by their path below `ha/`, values as stored.
+    async fn ha_keys(&self, _name: &str) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+        Ok(Default::default())
+    }
     /// Forget the cluster's record here after it moved to another store;
     /// this machine's passwords file stays (the other store rewrites it).
     async fn forget_record(&self, name: &str) -> Result<(), StoreError>;

@@ -7,6 +7,7 @@ mod check;
 mod demo;
 mod destroy;
 mod ha;
+mod ha_mode;
 mod hba;
 mod host;
 mod init;
@@ -60,6 +61,7 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
         Command::List => list::run(env, fmt).await,
         Command::Store(crate::args::StoreCommand::Migrate(a)) => store::migrate(env, a).await,
         Command::Log(a) => log::run(env, fmt, a).await,
+        Command::Ha(a) => ha_mode::run(env, fmt, a).await,
         Command::Hba(a) => hba::run(env, fmt, a).await,
         Command::ApplyConfig(a) => apply_config::run(env, fmt, a).await,
         Command::Adopt(a) => adopt::run(env, fmt, a).await,

@@ -423,6 +423,50 @@ impl Store for EtcdStore {
         self.seal_secrets(name, map).await
     }
 
+    async fn ha(&self, name: &str) -> Result<Option<model::HaSetting>, StoreError> {
+        let k = self.key(name, "ha/mode");
+        let r = self
+            .call(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
+        match r.kvs().first() {
+            None => Ok(None),
+            Some(kv) => serde_json::from_slice(kv.value())
+                .map(Some)
+                .map_err(|e| StoreError::Invalid(format!("{k} in etcd is unreadable: {e}"))),
+        }
+    }
+
+    async fn set_ha(&self, name: &str, s: &model::HaSetting) -> Result<(), StoreError> {
+        let k = self.key(name, "ha/mode");
+        let v = serde_json::to_string(s).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.call(|mut c| {
+            let (k, v) = (k.clone(), v.clone());
+            async move { c.put(k, v, None).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn ha_keys(&self, name: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let base = self.key(name, "ha/");
+        let r = self
+            .call(|mut c| {
+                let k = base.clone();
+                async move { c.get(k, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
+        Ok(r.kvs()
+            .iter()
+            .filter_map(|kv| {
+                let k = kv.key_str().ok()?.strip_prefix(&base)?.to_string();
+                Some((k, String::from_utf8_lossy(kv.value()).into_owned()))
+            })
+            .collect())
+    }
+
     async fn forget_record(&self, name: &str) -> Result<(), StoreError> {
         let txn = Txn::new().and_then([
             TxnOp::delete(self.key(name, "inventory"), None),
