@@ -90,6 +90,17 @@ pub enum Command {
                       A cluster starts disabled."
     )]
     Ha(HaArgs),
+    /// The automatic-failover agent for one node (runs in the foreground; one per node).
+    #[command(
+        after_help = "Examples:\n  pgscale agent -n demo --node pg1\n  pgscale agent -n demo --node pg2 --profile fast --log-format json\n\n\
+                      Needs the cluster in etcd (the agents meet there) and `pgscale ha -n NAME enable` to act.\n\
+                      Each tick (250 ms; fast: 150 ms) it renews its lease, publishes its node's state, reads the\n\
+                      others' and decides: keep or take the leader key, fence a failed or hung primary, withdraw\n\
+                      from the lost primary and report (the quorum proof), promote the safest standby through\n\
+                      the same failover operation as `pgscale failover`, re-point standbys, rejoin a former primary\n\
+                      with pg_rewind. Logs go to stderr."
+    )]
+    Agent(AgentArgs),
     /// The operation log of a cluster (what each pgscale command did, step by step), from its store.
     #[command(after_help = "Examples:\n  pgscale log -n demo\n  pgscale log -n demo --limit 500 --output json")]
     Log(LogArgs),
@@ -162,6 +173,47 @@ pub enum Command {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 3s or 500ms: {e}"))
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Cluster name.
+    #[arg(short = 'n', long = "name")]
+    pub name: NodeName,
+    /// The node this agent looks after (it runs on that node's host).
+    #[arg(long)]
+    pub node: NodeName,
+    /// Lease timing: default (2 s lease, 250 ms ticks) or fast (1 s, 150 ms; etcd with a 500 ms election timeout).
+    #[arg(long, value_enum, default_value = "default")]
+    pub profile: AgentProfile,
+    /// Asynchronous mode: the most a standby may lag the last recorded primary position and still be promoted.
+    #[arg(long, default_value = "1MB", value_parser = parse_size)]
+    pub max_lag_on_failover: u64,
+    /// Keep a synchronous primary running when etcd is unreachable (its standbys' quorum protects the data).
+    #[arg(long)]
+    pub failsafe: bool,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Stop after this long (for tests and trials).
+    #[arg(long, value_parser = parse_duration)]
+    pub run_for: Option<Duration>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentProfile {
+    Default,
+    Fast,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    doctor::health::parse_size(s).ok_or_else(|| format!("`{s}`: a size in bytes, or with kB, MB, GB"))
 }
 
 #[derive(Args, Debug)]

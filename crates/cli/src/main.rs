@@ -12,11 +12,23 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    let filter = if cli.verbose > 0 { "debug" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PGSCALE_LOG").unwrap_or_else(|_| filter.into()))
-        .init();
+    // The agent is a daemon: it logs what it decides by default.
+    let agent = match &cli.command {
+        args::Command::Agent(a) => Some(a.log_format),
+        _ => None,
+    };
+    let filter = match (cli.verbose, agent) {
+        (0, None) => "warn",
+        (0, Some(_)) => "info",
+        _ => "debug",
+    };
+    let env_filter = tracing_subscriber::EnvFilter::try_from_env("PGSCALE_LOG").unwrap_or_else(|_| filter.into());
+    let fmt = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(env_filter);
+    if agent == Some(args::LogFormat::Json) {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
     if matches!(cli.command, args::Command::Check(_)) {
         // Nagios: when pgscale itself fails (a bug), the answer is UNKNOWN (3).
         std::panic::set_hook(Box::new(|info| {

@@ -71,3 +71,160 @@ fn ha_modes_live_in_etcd_and_a_home_cluster_is_refused() {
     assert!(text(&o).contains("pgscale store migrate -n hm --to etcd"), "{}", text(&o));
     assert_eq!(h.cmd().args(["ha", "-n", "hm", "status", "--output", "json"]).output().unwrap().status.code(), Some(0));
 }
+
+/// One writer per node, straight to that node (no multi-host connection
+/// string): every 10 ms an insert; each acknowledged id is kept with when
+/// it was acknowledged.
+struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<(i64, std::time::Instant)>>>,
+}
+
+impl Probe {
+    fn start(nodes: &[(String, u16)], password: &str) -> Probe {
+        use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let next = Arc::new(AtomicI64::new(1));
+        let threads = nodes
+            .iter()
+            .map(|(host, port)| {
+                let (host, port, pw, stop, next) =
+                    (host.clone(), *port, password.to_string(), stop.clone(), next.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    rt.block_on(async move {
+                        let mut acked = Vec::new();
+                        let mut client: Option<tokio_postgres::Client> = None;
+                        let t0 = std::time::Instant::now();
+                        // Bounded: at most 3 minutes, whatever happens.
+                        while !stop.load(Ordering::Relaxed) && t0.elapsed() < std::time::Duration::from_secs(180) {
+                            if client.is_none() {
+                                let mut c = tokio_postgres::Config::new();
+                                c.host(&host).port(port).user("postgres").password(&pw).dbname("postgres");
+                                c.connect_timeout(std::time::Duration::from_millis(500));
+                                if let Ok(Ok((cl, conn))) = tokio::time::timeout(
+                                    std::time::Duration::from_secs(1),
+                                    c.connect(tokio_postgres::NoTls),
+                                )
+                                .await
+                                {
+                                    tokio::spawn(conn);
+                                    client = Some(cl);
+                                }
+                            }
+                            if let Some(c) = &client {
+                                let id = next.fetch_add(1, Ordering::Relaxed);
+                                let r = tokio::time::timeout(
+                                    std::time::Duration::from_secs(2),
+                                    c.execute("INSERT INTO probe (id) VALUES ($1)", &[&id]),
+                                )
+                                .await;
+                                match r {
+                                    Ok(Ok(_)) => acked.push((id, std::time::Instant::now())),
+                                    _ => client = None,
+                                }
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                        acked
+                    })
+                })
+            })
+            .collect();
+        Probe { stop, threads }
+    }
+
+    fn finish(self) -> Vec<Vec<(i64, std::time::Instant)>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(secs) {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out after {secs}s waiting until {what}");
+}
+
+fn sql(k: &Kit, node: &str, q: &str) -> Option<String> {
+    let o = k.cmd().args(["psql", "-n", "af", "--node", node, "--", "-Atc", q]).output().ok()?;
+    o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+#[test]
+fn agents_fail_over_a_killed_primary_and_rejoin_it_losing_no_acknowledged_commit() {
+    let k = Kit::with_etcd(BIN);
+    let ports: Vec<u16> = (1..=3).map(|i| free_port(&format!("127.0.0.{i}"))).collect();
+    let mut y = String::from("name: af\nnodes:\n");
+    for (i, p) in ports.iter().enumerate() {
+        let n = format!("pg{}", i + 1);
+        y += &format!(
+            "  - name: {n}\n    host: 127.0.0.{}\n    port: {p}\n    data_dir: {}\n",
+            i + 1,
+            k.path(&n).display()
+        );
+        if n == "pg2" {
+            y += "    sync: sync\n";
+        }
+    }
+    ok(k.cmd().args(["init", "-c", k.write("af.yaml", &y).to_str().unwrap()]).output().unwrap());
+    ok(k.cmd().args(["ha", "-n", "af", "enable"]).output().unwrap());
+    assert!(sql(&k, "pg1", "CREATE TABLE probe (id bigint PRIMARY KEY)").is_some());
+    let _agents: Vec<testkit::Child> = (1..=3)
+        .map(|i| k.spawn(&["agent", "-n", "af", "--node", &format!("pg{i}")], &format!("agent-pg{i}.log")))
+        .collect();
+    let logs = || {
+        (1..=3)
+            .map(|i| std::fs::read_to_string(k.path(&format!("agent-pg{i}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    wait_for("pg1's agent holds the leader key and all three publish", 30, || {
+        let s = status_of(&k, "af");
+        s["leader"] == "pg1" && s["members"].as_object().is_some_and(|m| m.len() == 3)
+    });
+
+    let pw = testkit::admin_password(&k.home(), "af");
+    let probe = Probe::start(&[("127.0.0.1".into(), ports[0]), ("127.0.0.2".into(), ports[1])], &pw);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
+    let fault = std::time::Instant::now();
+    testkit::kill_server(pid);
+    wait_for("pg2 is promoted", 60, || sql(&k, "pg2", "SELECT pg_is_in_recovery()").as_deref() == Some("f"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let acked = probe.finish();
+    let (on1, on2) = (&acked[0], &acked[1]);
+    assert!(!on1.is_empty(), "the probe wrote to pg1 before the fault\n{}", logs());
+    let first2 = on2.first().unwrap_or_else(|| panic!("pg2 acknowledged nothing after its promotion\n{}", logs()));
+    eprintln!("first commit on pg2 {:.2}s after kill -9 of pg1", first2.1.duration_since(fault).as_secs_f64());
+    // Never two primaries acknowledging at once: pg1's last ack precedes pg2's first.
+    assert!(on1.last().unwrap().1 < first2.1, "dual acknowledgement");
+    let all: Vec<String> = on1.iter().chain(on2).map(|(i, _)| i.to_string()).collect();
+    let found = sql(&k, "pg2", &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
+    assert_eq!(found, all.len().to_string(), "every acknowledged id is on the new primary\n{}", logs());
+
+    // The old primary comes back as a standby of pg2 (pg_rewind), pg3 follows pg2.
+    wait_for("pg1 rejoins as a standby streaming from pg2", 120, || {
+        sql(&k, "pg2", "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
+            == Some("pg1,pg3")
+    });
+    assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
+    let s = status_of(&k, "af");
+    assert_eq!(s["leader"], "pg2", "{s}");
+    let hist = || k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
+    wait_for("the history records the promotion and the rejoin", 60, || {
+        let h = hist();
+        h.contains("\"promoted\"") && h.contains("\"rejoined\"")
+    });
+}
+
+fn status_of(k: &Kit, c: &str) -> Value {
+    let o = k.cmd().args(["ha", "-n", c, "status", "--output", "json"]).output().unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
+}

@@ -194,6 +194,10 @@ pub fn decide(v: &View) -> Decision {
             }
             return idle(format!("PostgreSQL stopped on the leader; {off}"));
         }
+        if acts && l.was_primary && leader.is_none() {
+            // It can only come back as a standby of a new primary.
+            return idle("PostgreSQL stopped here (a former primary): waiting for a new leader to rejoin it");
+        }
         if acts {
             return Decision::StartStandby { leader: leader.map(String::from), rejoin: l.was_primary };
         }
@@ -448,7 +452,9 @@ mod tests {
         v.local.was_primary = true;
         assert_eq!(decide(&v), Decision::StartStandby { leader: Some("pg2".into()), rejoin: true });
         v.leader = None;
-        assert_eq!(decide(&v), Decision::StartStandby { leader: None, rejoin: true });
+        assert!(matches!(decide(&v), Decision::Idle { .. }), "a former primary waits for a new leader");
+        v.local.was_primary = false;
+        assert_eq!(decide(&v), Decision::StartStandby { leader: None, rejoin: false });
     }
 
     #[test]

@@ -87,6 +87,27 @@ impl Kit {
         c
     }
 
+    /// `pgscale` as a plain process (for daemons such as the agent), with
+    /// the same environment as [`Kit::cmd`]; wrap it in [`Child`].
+    pub fn spawn(&self, args: &[&str], log: &str) -> Child {
+        let mut c = Command::new(&self.bin);
+        c.args(args).env("PGSCALE_HOME", self.home()).env("TMPDIR", self.dir.path()).env_remove("PGSCALE_FAILPOINT");
+        for v in
+            ["PGSCALE_ETCD", "PGSCALE_ETCD_PREFIX", "PGSCALE_ETCD_KEY_FILE", "PGSCALE_LOCK_WAIT", "PGSCALE_LOCK_TTL"]
+        {
+            c.env_remove(v);
+        }
+        if let Some(e) = &self.etcd {
+            c.env("PGSCALE_ETCD", e.endpoints())
+                .env("PGSCALE_ETCD_PREFIX", "/test")
+                .env("PGSCALE_LOCK_TTL", "2s")
+                .env("PGSCALE_LOCK_WAIT", "10s");
+        }
+        let f = std::fs::File::create(self.path(log)).expect("log file");
+        c.stdout(std::process::Stdio::null()).stderr(f);
+        Child(c.spawn().expect("spawn pgscale"))
+    }
+
     /// The cluster's record as its store holds it (the home's YAML, or the
     /// JSON in etcd), for tests that look at what pgscale wrote.
     pub fn recorded_inventory(&self, cluster: &str) -> String {

@@ -62,6 +62,7 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
         Command::Store(crate::args::StoreCommand::Migrate(a)) => store::migrate(env, a).await,
         Command::Log(a) => log::run(env, fmt, a).await,
         Command::Ha(a) => ha_mode::run(env, fmt, a).await,
+        Command::Agent(a) => agent(env, a).await,
         Command::Hba(a) => hba::run(env, fmt, a).await,
         Command::ApplyConfig(a) => apply_config::run(env, fmt, a).await,
         Command::Adopt(a) => adopt::run(env, fmt, a).await,
@@ -75,6 +76,22 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
         Command::Check(a) => Ok(check::run(env, fmt, a).await),
         Command::Host(crate::args::HostCommand::Check(a)) => host::check(env, fmt, a).await,
     }
+}
+
+async fn agent(env: Env<'_>, a: crate::args::AgentArgs) -> Result<u8, OpError> {
+    let cfg = ::agent::Config {
+        name: a.name.to_string(),
+        node: a.node.to_string(),
+        profile: match a.profile {
+            crate::args::AgentProfile::Default => doctor::fence::Profile::DEFAULT,
+            crate::args::AgentProfile::Fast => doctor::fence::Profile::FAST,
+        },
+        max_lag_on_failover: a.max_lag_on_failover,
+        failsafe: a.failsafe,
+        run_for: a.run_for,
+    };
+    ::agent::run(env.stores, cfg).await?;
+    Ok(0)
 }
 
 fn home_dir(opt: Option<PathBuf>) -> Result<PathBuf, OpError> {

@@ -16,6 +16,7 @@
 mod crypt;
 mod health;
 mod lock;
+pub mod meeting;
 
 use crate::{Event, Kind, Lock, Secrets, Store, StoreError};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp};
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 
 pub use crypt::Key;
 pub use health::diagnose;
+pub use meeting::{Kv, Meeting};
 
 pub struct EtcdStore {
     spec: EtcdSpec,

@@ -1,0 +1,315 @@
+//! Carrying out the doctor's decisions.
+
+use crate::observe::{Published, Status};
+use crate::Config;
+use doctor::{Decision, View};
+use model::{Inventory, NodeObservation};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::etcd::Meeting;
+
+pub struct Actor<'a> {
+    stores: &'a store::Stores,
+    name: String,
+    me: String,
+    meet: Arc<Meeting>,
+    cl: ops::Cluster,
+    /// The leader key's term while this agent holds it.
+    pub term: Option<i64>,
+    /// Each decision logged once, when it changes.
+    last: String,
+    /// Asynchronous mode: promote although the candidate was not synchronous
+    /// (the doctor checked the lag limit).
+    argv: Vec<String>,
+}
+
+const PROBE: Duration = Duration::from_secs(1);
+
+impl<'a> Actor<'a> {
+    pub fn new(stores: &'a store::Stores, cfg: &Config, meet: Arc<Meeting>, cl: ops::Cluster) -> Actor<'a> {
+        Actor {
+            stores,
+            name: cfg.name.clone(),
+            me: cfg.node.clone(),
+            meet,
+            cl,
+            term: None,
+            last: String::new(),
+            argv: vec![
+                "pgscale".into(),
+                "agent".into(),
+                "-n".into(),
+                cfg.name.clone(),
+                "--node".into(),
+                cfg.node.clone(),
+            ],
+        }
+    }
+
+    fn target(&self, inv: &Inventory, node: &str) -> Option<pg::Target> {
+        ops::resolve::targets(inv, &self.cl.secrets).into_iter().find(|(n, _)| n == node).map(|(_, t)| t)
+    }
+
+    /// The local server through a fresh connection.
+    pub async fn probe_local(&self, inv: &Inventory) -> NodeObservation {
+        match self.target(inv, &self.me) {
+            Some(t) => pg::probe(&self.me, &t, PROBE).await,
+            None => NodeObservation::unanswered(&self.me, model::RunState::Unreachable, "not in the inventory"),
+        }
+    }
+
+    pub async fn publish(&mut self, v: &View, d: &Decision, lease: i64) {
+        let p = Published {
+            primary: v.local.run != doctor::PgRun::Stopped && !v.local.in_recovery,
+            running: format!("{:?}", v.local.run).to_lowercase(),
+            timeline: v.local.timeline,
+            flush_lsn: v.local.flush_lsn,
+            healthy: v.local.run == doctor::PgRun::Running,
+            decision: serde_json::to_value(d).unwrap_or_default(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        };
+        let text = serde_json::to_string(&p).unwrap_or_default();
+        if let Err(e) = self.meet.put(&format!("members/{}", self.me), &text, lease).await {
+            tracing::debug!("publish: {e}");
+        }
+        let what = serde_json::to_string(d).unwrap_or_default();
+        if what != self.last {
+            tracing::info!(decision = %what, mode = ?v.mode, leader = ?v.leader, "decision");
+            self.last = what;
+        }
+    }
+
+    /// The leader's keys: how far it wrote, which standbys may acknowledge.
+    pub async fn leader_duties(&mut self, inv: &Inventory, o: &NodeObservation) {
+        let Some(term) = self.term else { return };
+        let status = Status { leader: self.me.clone(), term, lsn: o.lsn.map(u64::from).unwrap_or(0) };
+        let sync = crate::observe::sync_set(inv, &self.me, o);
+        let puts = [
+            ("status", serde_json::to_string(&status).unwrap_or_default()),
+            ("sync", serde_json::to_string(&sync).unwrap_or_default()),
+        ];
+        match self.meet.put_as_leader(&self.me, term, &puts).await {
+            Ok(true) => {}
+            Ok(false) => self.term = None,
+            Err(e) => tracing::debug!("leader keys: {e}"),
+        }
+    }
+
+    async fn history(&self, what: &str, why: &str) {
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let v = serde_json::json!({ "at": now, "node": self.me, "did": what, "why": why }).to_string();
+        if let Err(e) = self.meet.put(&format!("history/{now}-{}", self.me), &v, 0).await {
+            tracing::warn!("history: {e}");
+        }
+        tracing::warn!(did = what, why, "acted");
+    }
+
+    fn env(&self) -> ops::Env<'_> {
+        ops::Env { stores: self.stores, ui: &ops::Quiet, argv: &self.argv }
+    }
+
+    pub async fn carry_out(&mut self, inv: &Inventory, v: &View, d: &Decision, lease: i64) {
+        let me = self.me.clone();
+        let node = inv.node(&me).expect("in the inventory").clone();
+        match d {
+            Decision::Idle { .. } | Decision::Renew | Decision::Blocked(_) | Decision::Defer { .. } => {}
+            Decision::TakeLeader => match self.meet.take_leader(&me, lease).await {
+                Ok(Some(t)) => {
+                    self.term = Some(t);
+                    self.history("took the leader key", &format!("term {t}")).await;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!("take the leader key: {e}"),
+            },
+            Decision::Fence { why, release } => {
+                let killed = fence(&node.data_dir);
+                self.history("fenced", &format!("{why}; {killed}")).await;
+                if *release {
+                    if let Some(t) = self.term.take() {
+                        match self.meet.release_leader(&me, t).await {
+                            Ok(_) => self.history("released the leader key", why).await,
+                            Err(e) => tracing::warn!("release the leader key: {e}"),
+                        }
+                    }
+                }
+            }
+            Decision::Demote { leader } => {
+                let killed = fence(&node.data_dir);
+                self.history("demoted", &format!("{leader} holds the leader key; {killed}")).await;
+            }
+            Decision::Withdraw { term } => match self.withdraw(inv).await {
+                Ok(lsn) => {
+                    let k = format!("race/{term}/{me}");
+                    match self.meet.put(&k, &lsn.to_string(), lease).await {
+                        Ok(()) => self.history("withdrew", &format!("stopped receiving; flushed up to {lsn}")).await,
+                        Err(e) => tracing::warn!("report {k}: {e}"),
+                    }
+                }
+                Err(e) => tracing::warn!("withdraw: {e}"),
+            },
+            Decision::Promote { term: _, reported_max } => {
+                if self.term.is_none() {
+                    match self.meet.take_leader(&me, lease).await {
+                        Ok(Some(t)) => self.term = Some(t),
+                        Ok(None) => return,
+                        Err(e) => {
+                            tracing::warn!("take the leader key: {e}");
+                            return;
+                        }
+                    }
+                }
+                self.history("promoting", &format!("at or past every reported position ({reported_max})")).await;
+                let r = ops::ha::FailoverRequest {
+                    name: self.name.clone(),
+                    to: model::NodeName::new(me.clone()).ok(),
+                    force: !v.is_sync(),
+                    dry_run: false,
+                    yes: true,
+                    timeout: Duration::from_secs(2),
+                };
+                let t0 = Instant::now();
+                match ops::ha::failover(self.env(), r).await {
+                    Ok(_) => self.history("promoted", &format!("in {:.2}s", t0.elapsed().as_secs_f64())).await,
+                    Err(e) => self.history("promotion failed (retried next tick)", &e.to_string()).await,
+                }
+            }
+            Decision::Follow { upstream } => {
+                if let Err(e) = self.follow(inv, upstream).await {
+                    tracing::warn!("follow {upstream}: {e}");
+                } else {
+                    self.history("re-pointed", &format!("streams from {upstream}")).await;
+                }
+            }
+            Decision::StartStandby { leader, rejoin } => {
+                if *rejoin {
+                    let r = ops::ha::RejoinRequest {
+                        name: self.name.clone(),
+                        node: match model::NodeName::new(me.clone()) {
+                            Ok(n) => n,
+                            Err(_) => return,
+                        },
+                        reclone: false,
+                        dry_run: false,
+                        yes: true,
+                        timeout: Duration::from_secs(5),
+                        max_rate: None,
+                    };
+                    match ops::ha::rejoin(self.env(), r).await {
+                        Ok(_) => {
+                            self.history("rejoined", &format!("as a standby of {}", leader.as_deref().unwrap_or("?")))
+                                .await
+                        }
+                        Err(e) => tracing::warn!("rejoin: {e}"),
+                    }
+                } else {
+                    let argv = plan::argv::pg_ctl_start(&self.cl.bin_dir, &node.data_dir, &node.socket_dir(), 60);
+                    match self.cl.host(&me) {
+                        Ok(h) => match h.run(&host::Run::new(&argv, Duration::from_secs(65))).await {
+                            Ok(o) if o.ok() => self.history("started", "as a standby").await,
+                            Ok(o) => tracing::warn!("start: {}", o.stderr.trim()),
+                            Err(e) => tracing::warn!("start: {e}"),
+                        },
+                        Err(e) => tracing::warn!("start: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stop receiving WAL from the lost leader; the flushed position.
+    async fn withdraw(&self, inv: &Inventory) -> Result<u64, String> {
+        let t = self.target(inv, &self.me).ok_or("not in the inventory")?;
+        let c = pg::connect(&t, PROBE).await.map_err(|e| e.to_string())?;
+        let q = |sql: &'static str| {
+            let c = &c;
+            async move {
+                tokio::time::timeout(PROBE, c.batch_execute(sql))
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map_err(|e| e.to_string())
+            }
+        };
+        q("ALTER SYSTEM SET primary_conninfo = ''").await?;
+        q("SELECT pg_reload_conf()").await?;
+        let until = Instant::now() + Duration::from_secs(3);
+        loop {
+            let r = tokio::time::timeout(
+                PROBE,
+                c.query_one(
+                    "SELECT (SELECT count(*) FROM pg_stat_wal_receiver), coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())",
+                    &[],
+                ),
+            )
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+            let receivers: i64 = r.get(0);
+            let lsn: Option<model::PgLsn> = r.get(1);
+            if receivers == 0 {
+                return Ok(lsn.map(u64::from).unwrap_or(0));
+            }
+            if Instant::now() > until {
+                return Err("the WAL receiver did not stop within 3 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stream from `upstream`: its slot there first, then primary_conninfo.
+    async fn follow(&self, inv: &Inventory, upstream: &str) -> Result<(), String> {
+        let me = inv.node(&self.me).ok_or("not in the inventory")?;
+        let up = inv.node(upstream).ok_or("the leader is not in the inventory")?;
+        let ut = self.target(inv, upstream).ok_or("no target")?;
+        let slot = model::slot_name(&self.me);
+        pg::execute(&ut, &plan::sql::create_slot(&slot), PROBE).await.map_err(|e| e.to_string())?;
+        let t = self.target(inv, &self.me).ok_or("no target")?;
+        for sql in [
+            plan::sql::alter_system_set("primary_conninfo", &plan::conf::primary_conninfo(inv, me, up)),
+            plan::sql::alter_system_set("primary_slot_name", &slot),
+            "SELECT pg_reload_conf()".to_string(),
+        ] {
+            pg::execute(&t, &sql, PROBE).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Stop a server from acknowledging at once: SIGSTOP the postmaster (it
+/// cannot start new backends), SIGKILL its children, then the postmaster.
+/// Works on a stopped (SIGSTOPped) server too.
+pub fn fence(data_dir: &Path) -> String {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let Some(pm) = crate::observe::postmaster(data_dir) else {
+        return "no postmaster was running".into();
+    };
+    let _ = kill(Pid::from_raw(pm), Signal::SIGSTOP);
+    let children = children_of(pm);
+    for c in &children {
+        let _ = kill(Pid::from_raw(*c), Signal::SIGKILL);
+    }
+    let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+    let until = Instant::now() + Duration::from_secs(2);
+    while crate::observe::alive(pm) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    format!("killed the postmaster {pm} and {} processes under it", children.len())
+}
+
+/// PIDs whose parent is `pid` (from /proc).
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let ppid = after.split_whitespace().nth(1).and_then(|x| x.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            v.push(p);
+        }
+    }
+    v
+}

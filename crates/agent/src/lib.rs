@@ -1,0 +1,168 @@
+//! The agent beside each PostgreSQL node: every tick it reads the agents'
+//! keys in etcd and its own server, asks the doctor what to do
+//! ([`doctor::decide`]) and does it. Promotions and rejoins go through the
+//! very operations the CLI runs (`ops::ha::failover`, `ops::ha::rejoin`),
+//! under the cluster's lock, so agents and commands never interleave. Its
+//! lease is renewed by its own task, so a long operation never lets it lapse.
+
+pub mod act;
+pub mod observe;
+
+use doctor::fence::Profile;
+use ops::error::{invalid, OpError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::etcd::Meeting;
+
+pub struct Config {
+    pub name: String,
+    pub node: String,
+    pub profile: Profile,
+    /// Asynchronous mode: the most a standby may lag and still be promoted.
+    pub max_lag_on_failover: u64,
+    /// Keep a synchronous primary when etcd is unreachable.
+    pub failsafe: bool,
+    /// Stop after this long (None: until killed).
+    pub run_for: Option<Duration>,
+}
+
+/// The lease the agent's keys live on, renewed by its own task.
+struct Lease {
+    id: i64,
+    /// When the last answered keep-alive was sent.
+    last_ok_send: Instant,
+    lost: bool,
+}
+
+pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
+    if let Some(p) = cfg.profile.problem() {
+        return Err(invalid(p));
+    }
+    let store = stores.for_cluster(&cfg.name).await?;
+    let Some(spec) = store.dcs().and_then(|d| d.etcd) else {
+        return Err(invalid(format!(
+            "cluster {n} is kept in {}: the agents meet in etcd; move it there first with `pgscale store migrate -n {n} --to etcd --etcd URL,...`",
+            store.describe(),
+            n = cfg.name
+        )));
+    };
+    let mut inv = store.load(&cfg.name).await?;
+    if inv.node(&cfg.node).is_none() {
+        return Err(invalid(format!("`{}` is not a node of cluster {}", cfg.node, cfg.name)));
+    }
+    let attempt = Duration::from_millis(cfg.profile.attempt_ms);
+    let meet = Arc::new(Meeting::connect(&spec, &cfg.name, attempt).await?);
+    let ttl_s = (cfg.profile.ttl_ms / 1000) as i64;
+    let t0 = Instant::now();
+    let lease = Arc::new(Mutex::new(Lease { id: meet.grant(ttl_s).await?, last_ok_send: t0, lost: false }));
+    let keeper = tokio::spawn(keep_alive(meet.clone(), lease.clone(), cfg.profile));
+    let cl = ops::Cluster::open(store.clone(), inv.clone(), Duration::from_secs(5), false).await?;
+    let mut act = act::Actor::new(stores, &cfg, meet.clone(), cl);
+    let mut mem = observe::Memory { last_term: 0, last_leader: None, last_leader_lsn: None };
+    let tick = Duration::from_millis(cfg.profile.period_ms);
+    tracing::info!(cluster = %cfg.name, node = %cfg.node, ttl_s, "agent started");
+    loop {
+        let started = Instant::now();
+        if cfg.run_for.is_some_and(|d| t0.elapsed() >= d) {
+            break;
+        }
+        let (lost, current) = {
+            let mut l = lease.lock().unwrap_or_else(|e| e.into_inner());
+            (std::mem::take(&mut l.lost), l.id)
+        };
+        let lease_id = if lost {
+            // The lease expired (etcd unreachable too long): its keys are
+            // gone, the leader key with them. A new lease, no term.
+            act.term = None;
+            match meet.grant(ttl_s).await {
+                Ok(id) => {
+                    let mut l = lease.lock().unwrap_or_else(|e| e.into_inner());
+                    l.id = id;
+                    l.last_ok_send = Instant::now();
+                    id
+                }
+                Err(e) => {
+                    tracing::warn!("etcd: a new lease: {e}");
+                    lease.lock().unwrap_or_else(|e| e.into_inner()).lost = true;
+                    tokio::time::sleep(tick).await;
+                    continue;
+                }
+            }
+        } else {
+            current
+        };
+        if let Ok(i) = store.load(&cfg.name).await {
+            inv = i;
+        }
+        let keys = meet.snapshot().await;
+        let holder = match &keys {
+            Ok(_) => meet.lock_holder().await.ok().flatten(),
+            Err(_) => None,
+        };
+        let margin = {
+            let l = lease.lock().unwrap_or_else(|e| e.into_inner());
+            let sent = l.last_ok_send.saturating_duration_since(t0).as_millis() as u64;
+            doctor::fence::margin_ms(t0.elapsed().as_millis() as u64, sent, &cfg.profile)
+        };
+        let o = act.probe_local(&inv).await;
+        let local = observe::local(&inv, &cfg.node, &o);
+        let v = observe::view(
+            &cfg.node,
+            keys.as_ref().ok(),
+            holder.is_some(),
+            local,
+            &mut mem,
+            margin,
+            cfg.max_lag_on_failover,
+            cfg.failsafe,
+        );
+        if let Some(l) = &v.leader {
+            if l.name == cfg.node {
+                act.term = Some(l.term);
+            }
+        }
+        let d = doctor::decide(&v);
+        act.publish(&v, &d, lease_id).await;
+        if matches!(d, doctor::Decision::Renew) {
+            act.leader_duties(&inv, &o).await;
+        }
+        act.carry_out(&inv, &v, &d, lease_id).await;
+        let spent = started.elapsed();
+        if spent < tick {
+            tokio::time::sleep(tick - spent).await;
+        }
+    }
+    keeper.abort();
+    let id = lease.lock().unwrap_or_else(|e| e.into_inner()).id;
+    meet.revoke(id).await;
+    Ok(())
+}
+
+/// Renew the lease every period; remember when the last answered renewal
+/// was sent (Fence A's clock).
+async fn keep_alive(meet: Arc<Meeting>, lease: Arc<Mutex<Lease>>, p: Profile) {
+    loop {
+        let id = lease.lock().unwrap_or_else(|e| e.into_inner()).id;
+        let sent = Instant::now();
+        match meet.keep_alive(id).await {
+            Ok(ttl) if ttl > 0 => {
+                let mut l = lease.lock().unwrap_or_else(|e| e.into_inner());
+                if l.id == id && sent > l.last_ok_send {
+                    l.last_ok_send = sent;
+                }
+            }
+            Ok(_) => {
+                let mut l = lease.lock().unwrap_or_else(|e| e.into_inner());
+                if l.id == id {
+                    l.lost = true;
+                }
+            }
+            Err(e) => tracing::debug!("keep-alive: {e}"),
+        }
+        let spent = sent.elapsed();
+        let period = Duration::from_millis(p.period_ms);
+        if spent < period {
+            tokio::time::sleep(period - spent).await;
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! What the agent sees: its own PostgreSQL (through a fresh connection each
+//! tick: a SIGSTOPped postmaster still lets old connections answer) and the
+//! agents' keys in etcd, turned into the doctor's [`View`].
+
+use doctor::state::{Leader, Local, Member, PgRun, SyncSet, View};
+use model::{Inventory, NodeObservation, ObservedRole, RunState};
+use std::collections::BTreeMap;
+use std::path::Path;
+use store::etcd::Kv;
+
+/// The postmaster's PID from its pid file, if that process lives.
+pub fn postmaster(data_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// A process exists and is not a zombie (a killed postmaster stays a
+/// zombie until its parent reaps it: it serves nothing).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
+    }
+}
+
+/// The local server, from a probe over a fresh connection.
+pub fn local(inv: &Inventory, me: &str, o: &NodeObservation) -> Local {
+    let n = inv.node(me).expect("the agent's node is in the inventory");
+    let alive = postmaster(&n.data_dir).is_some();
+    let run = match o.state {
+        RunState::Running if o.error.is_none() => PgRun::Running,
+        // Answers but will not serve, or does not answer: there is a postmaster.
+        RunState::Running | RunState::Unreachable if alive => PgRun::Hung,
+        _ if alive => PgRun::Hung,
+        _ => PgRun::Stopped,
+    };
+    let in_recovery = o.role == ObservedRole::Standby;
+    let upstream = match (&o.upstream_host, o.upstream_port) {
+        (Some(h), Some(p)) => {
+            inv.nodes.iter().find(|x| plan::adopt::same_host(&x.host, h) && x.port == p).map(|x| x.name.clone())
+        }
+        _ => None,
+    };
+    let was_primary = match run {
+        PgRun::Stopped => !n.data_dir.join("standby.signal").exists() && n.data_dir.join("PG_VERSION").exists(),
+        _ => o.role == ObservedRole::Primary,
+    };
+    Local {
+        run,
+        in_recovery,
+        timeline: o.timeline.unwrap_or(0),
+        flush_lsn: if in_recovery { o.receive_lsn.or(o.lsn) } else { o.lsn }.map(u64::from).unwrap_or(0),
+        receiving: o.upstream_host.is_some(),
+        upstream,
+        was_primary,
+    }
+}
+
+/// The status key: who led, in which term, how far it wrote.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Status {
+    pub leader: String,
+    pub term: i64,
+    pub lsn: u64,
+}
+
+/// What an agent publishes under `members/<node>`.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Published {
+    pub primary: bool,
+    pub running: String,
+    pub timeline: u32,
+    pub flush_lsn: u64,
+    pub healthy: bool,
+    pub decision: serde_json::Value,
+    pub agent_version: String,
+    pub at: String,
+}
+
+/// The doctor's view from the keys and the local server.
+pub struct Memory {
+    pub last_term: i64,
+    pub last_leader: Option<String>,
+    pub last_leader_lsn: Option<u64>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn view(
+    me: &str,
+    keys: Option<&BTreeMap<String, Kv>>,
+    locked_by_other: bool,
+    local: Local,
+    mem: &mut Memory,
+    lease_margin_ms: i64,
+    max_lag: u64,
+    failsafe: bool,
+) -> View {
+    let mut v = View {
+        me: me.into(),
+        local,
+        lease_margin_ms,
+        max_lag_on_failover: max_lag,
+        failsafe,
+        store_ok: keys.is_some(),
+        ..Default::default()
+    };
+    let Some(keys) = keys else {
+        v.last_term = mem.last_term;
+        v.last_leader = mem.last_leader.clone();
+        return v;
+    };
+    v.mode = keys
+        .get("mode")
+        .and_then(|k| serde_json::from_str::<model::HaSetting>(&k.value).ok())
+        .map(|s| s.mode)
+        .unwrap_or_default();
+    if locked_by_other && v.mode == model::HaMode::Enabled {
+        // A pgscale command changes the cluster: agents wait for it.
+        v.mode = model::HaMode::Paused;
+    }
+    if let Some(st) = keys.get("status").and_then(|k| serde_json::from_str::<Status>(&k.value).ok()) {
+        if st.term >= mem.last_term {
+            mem.last_term = st.term;
+            mem.last_leader = Some(st.leader.clone());
+            mem.last_leader_lsn = Some(st.lsn);
+        }
+    }
+    if let Some(l) = keys.get("leader") {
+        v.leader = Some(Leader { name: l.value.clone(), term: l.create_revision });
+        if l.create_revision >= mem.last_term {
+            mem.last_term = l.create_revision;
+            mem.last_leader = Some(l.value.clone());
+        }
+    }
+    v.last_term = mem.last_term;
+    v.last_leader = mem.last_leader.clone();
+    v.last_leader_lsn = mem.last_leader_lsn;
+    for (k, kv) in keys {
+        if let Some(n) = k.strip_prefix("members/") {
+            if let Ok(p) = serde_json::from_str::<Published>(&kv.value) {
+                v.members.insert(
+                    n.to_string(),
+                    Member { primary: p.primary, timeline: p.timeline, flush_lsn: p.flush_lsn, healthy: p.healthy },
+                );
+            }
+        }
+        if let Some(rest) = k.strip_prefix(&format!("race/{}/", mem.last_term)) {
+            if let Ok(l) = kv.value.parse::<u64>() {
+                v.races.insert(rest.to_string(), l);
+            }
+        }
+    }
+    v.sync = keys.get("sync").and_then(|k| serde_json::from_str::<SyncSet>(&k.value).ok()).unwrap_or_default();
+    if let Some(old) = &v.last_leader {
+        if *old != v.me && v.leader.is_none() {
+            v.old_primary_alive = v.members.get(old).map(|m| m.primary && m.healthy);
+        }
+    }
+    v
+}
+
+/// The synchronous sets as the leader sees them: `ackers` may acknowledge
+/// under the inventory's synchronous_standby_names or do now; `eligible`
+/// acknowledge now (sync_state `sync`: caught up and counted).
+pub fn sync_set(inv: &Inventory, me: &str, o: &NodeObservation) -> SyncSet {
+    let direct: Vec<_> = inv
+        .staying()
+        .filter(|n| n.name != me && !n.state.needs_rejoin && inv.upstream_of(&n.name).is_some_and(|u| u.name == me))
+        .collect();
+    let k = direct.iter().filter(|n| n.sync_mode() == model::SyncMode::Sync).count();
+    let mut ackers: Vec<String> =
+        direct.iter().filter(|n| n.sync_mode() != model::SyncMode::Async).map(|n| n.name.clone()).collect();
+    for d in &o.downstreams {
+        if matches!(d.sync_state.as_str(), "sync" | "potential" | "quorum") && !ackers.contains(&d.application_name) {
+            ackers.push(d.application_name.clone());
+        }
+    }
+    let eligible =
+        o.downstreams.iter().filter(|d| d.sync_state == "sync").map(|d| d.application_name.clone()).collect();
+    SyncSet { k, ackers, eligible }
+}

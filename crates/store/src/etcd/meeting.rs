@@ -1,0 +1,244 @@
+//! Where a cluster's agents meet: the keys under
+//! `<prefix>/clusters/<name>/ha/`, with short deadlines (an agent's tick is
+//! a fraction of its lease).
+//!
+//! - `mode`: `pgscale ha`'s setting;
+//! - `leader`: the leader's node name, on its agent's lease; created only
+//!   if absent, so its create revision is the leader's term;
+//! - `members/<node>`: what each agent publishes, on its lease;
+//! - `sync`, `status`: written by the leader only (compare: the leader key
+//!   is still its own, same term);
+//! - `race/<term>/<node>`: a standby's flushed position once it stopped
+//!   receiving from the lost leader of `term`;
+//! - `history/<time>`: what the agents did and why.
+
+use super::health;
+use crate::StoreError;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp};
+use model::EtcdSpec;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One key as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Kv {
+    pub value: String,
+    pub create_revision: i64,
+    pub lease: i64,
+}
+
+pub struct Meeting {
+    client: Client,
+    base: String,
+    attempt: Duration,
+    keeper: tokio::sync::Mutex<Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>>,
+}
+
+fn err(e: etcd_client::Error) -> StoreError {
+    StoreError::Unavailable { store: "etcd".into(), detail: health::short(&e.to_string()) }
+}
+
+impl Meeting {
+    /// `attempt`: the deadline of each call (a dead member costs a retry
+    /// within it, on another endpoint).
+    pub async fn connect(spec: &EtcdSpec, cluster: &str, attempt: Duration) -> Result<Meeting, StoreError> {
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(attempt)
+            .with_timeout(attempt)
+            .with_keep_alive(Duration::from_millis(500), attempt)
+            .with_require_leader(true);
+        let client = tokio::time::timeout(attempt * 4, Client::connect(spec.urls(), Some(opts)))
+            .await
+            .map_err(|_| StoreError::Unavailable { store: "etcd".into(), detail: "no answer".into() })?
+            .map_err(err)?;
+        Ok(Meeting {
+            client,
+            base: format!("{}/clusters/{cluster}/ha/", spec.prefix),
+            attempt,
+            keeper: Default::default(),
+        })
+    }
+
+    fn key(&self, leaf: &str) -> String {
+        format!("{}{leaf}", self.base)
+    }
+
+    /// One call within the attempt deadline, sent again at once when the
+    /// channel picked a dead member.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let until = tokio::time::Instant::now() + self.attempt;
+        loop {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            match tokio::time::timeout(left, f(self.client.clone())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if health::retryable(&e.to_string()) && left > Duration::from_millis(20) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Ok(Err(e)) => return Err(err(e)),
+                Err(_) => {
+                    return Err(StoreError::Unavailable {
+                        store: "etcd".into(),
+                        detail: format!("no answer within {:?}", self.attempt),
+                    })
+                }
+            }
+        }
+    }
+
+    pub async fn grant(&self, ttl_s: i64) -> Result<i64, StoreError> {
+        Ok(self.call(|mut c| async move { c.lease_grant(ttl_s, None).await }).await?.id())
+    }
+
+    /// One keep-alive of `lease`: its remaining TTL (0: it is gone).
+    pub async fn keep_alive(&self, lease: i64) -> Result<i64, StoreError> {
+        let mut k = self.keeper.lock().await;
+        let r = tokio::time::timeout(self.attempt, async {
+            if k.is_none() {
+                *k = Some(self.client.clone().lease_keep_alive(lease).await?);
+            }
+            let (keeper, stream) = k.as_mut().expect("set above");
+            keeper.keep_alive().await?;
+            stream.message().await
+        })
+        .await;
+        match r {
+            Ok(Ok(Some(m))) => Ok(m.ttl()),
+            Ok(Ok(None)) => {
+                *k = None;
+                Err(StoreError::Unavailable { store: "etcd".into(), detail: "keep-alive stream ended".into() })
+            }
+            Ok(Err(e)) => {
+                *k = None;
+                Err(err(e))
+            }
+            Err(_) => {
+                *k = None;
+                Err(StoreError::Unavailable { store: "etcd".into(), detail: "keep-alive unanswered".into() })
+            }
+        }
+    }
+
+    /// Every key under `ha/`, by its path below it, in one linearizable read.
+    pub async fn snapshot(&self) -> Result<BTreeMap<String, Kv>, StoreError> {
+        let base = self.base.clone();
+        let r = self
+            .call(|mut c| {
+                let k = base.clone();
+                async move { c.get(k, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
+        Ok(r.kvs()
+            .iter()
+            .filter_map(|kv| {
+                let k = kv.key_str().ok()?.strip_prefix(&self.base)?.to_string();
+                Some((
+                    k,
+                    Kv {
+                        value: String::from_utf8_lossy(kv.value()).into_owned(),
+                        create_revision: kv.create_revision(),
+                        lease: kv.lease(),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Put `leaf` (on `lease` when not 0).
+    pub async fn put(&self, leaf: &str, value: &str, lease: i64) -> Result<(), StoreError> {
+        let k = self.key(leaf);
+        let opts = (lease != 0).then(|| PutOptions::new().with_lease(lease));
+        self.call(|mut c| {
+            let (k, v, o) = (k.clone(), value.to_string(), opts.clone());
+            async move { c.put(k, v, o).await }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Take the free leader key for `me` on `lease`; Some(term) when taken.
+    pub async fn take_leader(&self, me: &str, lease: i64) -> Result<Option<i64>, StoreError> {
+        let k = self.key("leader");
+        let txn = Txn::new()
+            .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(k.clone(), me, Some(PutOptions::new().with_lease(lease)))])
+            .or_else([TxnOp::get(k.clone(), None)]);
+        let r = self
+            .call(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        if r.succeeded() {
+            return Ok(r.header().map(|h| h.revision()));
+        }
+        // A retried txn that had committed: the key is ours already.
+        let mine = r.op_responses().iter().find_map(|o| match o {
+            etcd_client::TxnOpResponse::Get(g) => g
+                .kvs()
+                .first()
+                .filter(|kv| kv.value() == me.as_bytes() && kv.lease() == lease)
+                .map(|kv| kv.create_revision()),
+            _ => None,
+        });
+        Ok(mine)
+    }
+
+    /// Write leader-only keys (`sync`, `status`, `history/...`) if `me` still
+    /// holds the leader key of `term`; false when it does not.
+    pub async fn put_as_leader(&self, me: &str, term: i64, puts: &[(&str, String)]) -> Result<bool, StoreError> {
+        let k = self.key("leader");
+        let ops: Vec<TxnOp> = puts.iter().map(|(leaf, v)| TxnOp::put(self.key(leaf), v.clone(), None)).collect();
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(k.clone(), CompareOp::Equal, term),
+                Compare::value(k.clone(), CompareOp::Equal, me),
+            ])
+            .and_then(ops);
+        let r = self
+            .call(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        Ok(r.succeeded())
+    }
+
+    /// Delete the leader key if it is still `me`'s of `term`.
+    pub async fn release_leader(&self, me: &str, term: i64) -> Result<bool, StoreError> {
+        let k = self.key("leader");
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(k.clone(), CompareOp::Equal, term),
+                Compare::value(k.clone(), CompareOp::Equal, me),
+            ])
+            .and_then([TxnOp::delete(k.clone(), None)]);
+        let r = self
+            .call(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        Ok(r.succeeded())
+    }
+
+    /// The holder of the cluster's lock (a pgscale command), if any.
+    pub async fn lock_holder(&self) -> Result<Option<String>, StoreError> {
+        let k = format!("{}lock", self.base.trim_end_matches("ha/"));
+        let r = self
+            .call(|mut c| {
+                let k = k.clone();
+                async move { c.get(k, None).await }
+            })
+            .await?;
+        Ok(r.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+    }
+
+    /// Revoke a lease (its keys go with it).
+    pub async fn revoke(&self, lease: i64) {
+        let _ = self.call(|mut c| async move { c.lease_revoke(lease).await }).await;
+    }
+}
