@@ -135,6 +135,16 @@ impl<'a> Actor<'a> {
                     }
                 }
             }
+            Decision::Release { why } => {
+                if let Some(t) = self.term.take() {
+                    match self.meet.release_leader(&me, t).await {
+                        Ok(_) => self.history("released the leader key", why).await,
+                        Err(e) => tracing::warn!("release the leader key: {e}"),
+                    }
+                } else if let Some(l) = &v.leader {
+                    let _ = self.meet.release_leader(&me, l.term).await;
+                }
+            }
             Decision::Demote { leader } => {
                 let killed = fence(&node.data_dir);
                 self.history("demoted", &format!("{leader} holds the leader key; {killed}")).await;

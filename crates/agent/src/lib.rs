@@ -115,6 +115,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             margin,
             cfg.max_lag_on_failover,
             cfg.failsafe,
+            inv.primary().map(|p| p.name.clone()),
         );
         if let Some(l) = &v.leader {
             if l.name == cfg.node {

@@ -98,9 +98,11 @@ pub fn view(
     lease_margin_ms: i64,
     max_lag: u64,
     failsafe: bool,
+    inventory_primary: Option<String>,
 ) -> View {
     let mut v = View {
         me: me.into(),
+        inventory_primary,
         local,
         lease_margin_ms,
         max_lag_on_failover: max_lag,

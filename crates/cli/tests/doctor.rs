@@ -157,39 +157,58 @@ fn sql(k: &Kit, node: &str, q: &str) -> Option<String> {
     o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
-#[test]
-fn agents_fail_over_a_killed_primary_and_rejoin_it_losing_no_acknowledged_commit() {
-    let k = Kit::with_etcd(BIN);
+/// pg1 (primary), pg2 (sync), pg3 (async) in etcd, HA enabled, a probe
+/// table, an agent per node; returns the ports and the agents.
+fn three_nodes_with_agents(k: &Kit) -> (Vec<u16>, Vec<testkit::Child>) {
     let ports: Vec<u16> = (1..=3).map(|i| free_port(&format!("127.0.0.{i}"))).collect();
     let mut y = String::from("name: af\nnodes:\n");
     for (i, p) in ports.iter().enumerate() {
         let n = format!("pg{}", i + 1);
-        y += &format!(
-            "  - name: {n}\n    host: 127.0.0.{}\n    port: {p}\n    data_dir: {}\n",
-            i + 1,
-            k.path(&n).display()
-        );
+        y += &format!("  - name: {n}\n    host: 127.0.0.{}\n    port: {p}\n    data_dir: {}\n", i + 1, k.path(&n).display());
         if n == "pg2" {
             y += "    sync: sync\n";
         }
     }
     ok(k.cmd().args(["init", "-c", k.write("af.yaml", &y).to_str().unwrap()]).output().unwrap());
     ok(k.cmd().args(["ha", "-n", "af", "enable"]).output().unwrap());
-    assert!(sql(&k, "pg1", "CREATE TABLE probe (id bigint PRIMARY KEY)").is_some());
-    let _agents: Vec<testkit::Child> = (1..=3)
+    assert!(sql(k, "pg1", "CREATE TABLE probe (id bigint PRIMARY KEY)").is_some());
+    let agents: Vec<testkit::Child> = (1..=3)
         .map(|i| k.spawn(&["agent", "-n", "af", "--node", &format!("pg{i}")], &format!("agent-pg{i}.log")))
         .collect();
-    let logs = || {
-        (1..=3)
-            .map(|i| std::fs::read_to_string(k.path(&format!("agent-pg{i}.log"))).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
-    };
     wait_for("pg1's agent holds the leader key and all three publish", 30, || {
-        let s = status_of(&k, "af");
+        let s = status_of(k, "af");
         s["leader"] == "pg1" && s["members"].as_object().is_some_and(|m| m.len() == 3)
     });
+    (ports, agents)
+}
 
+fn agent_logs(k: &Kit) -> String {
+    (1..=3)
+        .map(|i| std::fs::read_to_string(k.path(&format!("agent-pg{i}.log"))).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[test]
+fn a_switchover_by_command_with_agents_running_settles_without_fencing() {
+    let k = Kit::with_etcd(BIN);
+    let (_ports, _agents) = three_nodes_with_agents(&k);
+    ok(k.cmd().args(["switchover", "-n", "af", "--to", "pg2", "--yes"]).output().unwrap());
+    wait_for("pg2's agent holds the leader key", 30, || status_of(&k, "af")["leader"] == "pg2");
+    // Some ticks later nothing was fenced or demoted, and both old and new roles hold.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let hist = k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
+    assert!(!hist.contains("\"fenced\"") && !hist.contains("\"demoted\""), "{hist}\n{}", agent_logs(&k));
+    assert_eq!(sql(&k, "pg2", "SELECT pg_is_in_recovery()").as_deref(), Some("f"));
+    assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
+    assert_eq!(status_of(&k, "af")["leader"], "pg2");
+}
+
+#[test]
+fn agents_fail_over_a_killed_primary_and_rejoin_it_losing_no_acknowledged_commit() {
+    let k = Kit::with_etcd(BIN);
+    let (ports, _agents) = three_nodes_with_agents(&k);
+    let logs = || agent_logs(&k);
     let pw = testkit::admin_password(&k.home(), "af");
     let probe = Probe::start(&[("127.0.0.1".into(), ports[0]), ("127.0.0.2".into(), ports[1])], &pw);
     std::thread::sleep(std::time::Duration::from_secs(2));

@@ -82,6 +82,9 @@ pub enum Decision {
     /// The local server runs as a primary but `leader` holds the key (it
     /// was promoted): fence this one; it comes back as a standby.
     Demote { leader: String },
+    /// Give the leader key up without touching the server (it runs as a
+    /// standby now: a command switched the roles over).
+    Release { why: String },
     /// Fence B: stop receiving WAL (clear primary_conninfo, wait until the
     /// WAL receiver is gone) and report the flushed position for `term`.
     Withdraw { term: i64 },
@@ -151,6 +154,12 @@ pub fn decide(v: &View) -> Decision {
                 return Decision::Renew;
             }
             Some(other) => {
+                let other_primary = v.members.get(other).is_some_and(|m| m.primary);
+                if v.inventory_primary.as_deref() == Some(v.me.as_str()) && !other_primary {
+                    // A switchover made this node the primary; the old
+                    // leader (a standby now) has not given the key up yet.
+                    return idle(format!("{other} still holds the leader key and runs as a standby: waiting for it to release it"));
+                }
                 if acts {
                     return Decision::Demote { leader: other.to_string() };
                 }
@@ -168,7 +177,8 @@ pub fn decide(v: &View) -> Decision {
                     }
                     return idle(format!("PostgreSQL is hung; {off}"));
                 }
-                let mine = v.last_leader.as_deref().is_none_or(|n| n == v.me);
+                let mine = v.last_leader.as_deref().is_none_or(|n| n == v.me)
+                    || v.inventory_primary.as_deref() == Some(v.me.as_str());
                 let newest = v.members.iter().filter(|(n, _)| **n != v.me).all(|(_, m)| m.timeline <= l.timeline);
                 let other_primary = v.members.iter().any(|(n, m)| *n != v.me && m.primary);
                 if mine && newest && !other_primary {
@@ -210,6 +220,17 @@ pub fn decide(v: &View) -> Decision {
     }
     if let Some(x) = &v.leader {
         if x.name == v.me {
+            if v.inventory_primary.as_deref().is_some_and(|p| p != v.me) && !v.local.was_primary {
+                // Won the key, but the recorded primary is another node:
+                // either a promotion that failed before it recorded its
+                // intent, or a switchover that made this node a standby.
+                return Decision::Release {
+                    why: format!(
+                        "this node runs as a standby and the inventory names {} as the primary",
+                        v.inventory_primary.as_deref().unwrap_or("")
+                    ),
+                };
+            }
             // Won the key, promotion not finished (or the agent restarted).
             return Decision::Promote { term: x.term, reported_max: l.flush_lsn };
         }
@@ -320,6 +341,7 @@ mod tests {
             lease_margin_ms: 0,
             failsafe: false,
             store_ok: true,
+            inventory_primary: None,
         }
     }
 
@@ -458,6 +480,30 @@ mod tests {
     }
 
     #[test]
+    fn after_a_switchover_by_command_the_old_leader_releases_and_the_new_primary_waits_then_takes() {
+        // pg1 (old leader, now a standby) still holds the key; the inventory names pg2.
+        let mut old = after_primary_loss("pg1");
+        old.leader = Some(Leader { name: "pg1".into(), term: 7 });
+        old.inventory_primary = Some("pg2".into());
+        old.local.was_primary = false;
+        assert!(matches!(decide(&old), Decision::Release { .. }));
+        // pg2 runs as the primary: it waits rather than demote itself.
+        let mut new = primary_view();
+        new.me = "pg2".into();
+        new.inventory_primary = Some("pg2".into());
+        new.members.insert("pg1".into(), member(false, 1000));
+        assert!(matches!(decide(&new), Decision::Idle { .. }), "{:?}", decide(&new));
+        // A real conflict (the key holder runs as a primary too): demote.
+        new.members.insert("pg1".into(), member(true, 1000));
+        assert_eq!(decide(&new), Decision::Demote { leader: "pg1".into() });
+        // The key released: the recorded primary takes it although it was not the last leader.
+        new.leader = None;
+        new.members.insert("pg1".into(), member(false, 1000));
+        new.last_leader = Some("pg1".into());
+        assert_eq!(decide(&new), Decision::TakeLeader);
+    }
+
+    #[test]
     fn standbys_follow_the_new_leader() {
         let mut v = after_primary_loss("pg3");
         v.leader = Some(Leader { name: "pg2".into(), term: 8 });
@@ -567,7 +613,7 @@ mod tests {
         fn off_or_paused_never_acts(v in arb_view()) {
             let d = decide(&v);
             if v.mode != HaMode::Enabled {
-                prop_assert!(!d.acts() || d == Decision::TakeLeader, "{:?}", d);
+                prop_assert!(!d.acts() || matches!(d, Decision::TakeLeader | Decision::Release { .. }), "{:?}", d);
             }
         }
 

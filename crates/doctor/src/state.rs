@@ -100,6 +100,9 @@ pub struct View {
     pub failsafe: bool,
     /// etcd answered this tick.
     pub store_ok: bool,
+    /// The primary the cluster's inventory names (a pgscale command such as
+    /// a switchover records it under the cluster lock).
+    pub inventory_primary: Option<String>,
 }
 
 impl View {
