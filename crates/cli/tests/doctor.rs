@@ -204,29 +204,60 @@ fn a_switchover_by_command_with_agents_running_settles_without_fencing() {
     assert_eq!(status_of(&k, "af")["leader"], "pg2");
 }
 
-#[test]
-fn agents_fail_over_a_killed_primary_and_rejoin_it_losing_no_acknowledged_commit() {
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// kill -9 of the primary's postmaster and every process of its group.
+    KillPostgres,
+    /// SIGSTOP of the primary's postmaster only: its existing backends and
+    /// WAL sender still answer; fresh connections hang.
+    StopPostmaster,
+    /// kill -9 of the primary's agent and of its PostgreSQL: nobody releases
+    /// the leader key; its lease expires.
+    KillAgentAndPostgres,
+}
+
+/// Fail the primary with `fault` under a write probe on pg1 and pg2; the
+/// agents promote pg2: every acknowledged id is on pg2, pg1's last
+/// acknowledgement precedes pg2's first, pg1 rejoins as a standby.
+fn fail_over(fault: Fault) {
     let k = Kit::with_etcd(BIN);
-    let (ports, _agents) = three_nodes_with_agents(&k);
+    let (ports, mut agents) = three_nodes_with_agents(&k);
     let logs = || agent_logs(&k);
     let pw = testkit::admin_password(&k.home(), "af");
     let probe = Probe::start(&[("127.0.0.1".into(), ports[0]), ("127.0.0.2".into(), ports[1])], &pw);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
-    let fault = std::time::Instant::now();
-    testkit::kill_server(pid);
+    let fault_at = std::time::Instant::now();
+    let mut restart_agent = false;
+    match fault {
+        Fault::KillPostgres => testkit::kill_server(pid),
+        Fault::StopPostmaster => testkit::signal(pid, nix::sys::signal::Signal::SIGSTOP),
+        Fault::KillAgentAndPostgres => {
+            let _ = agents[0].0.kill();
+            let _ = agents[0].0.wait();
+            testkit::kill_server(pid);
+            restart_agent = true;
+        }
+    }
     wait_for("pg2 is promoted", 60, || sql(&k, "pg2", "SELECT pg_is_in_recovery()").as_deref() == Some("f"));
     std::thread::sleep(std::time::Duration::from_secs(2));
     let acked = probe.finish();
     let (on1, on2) = (&acked[0], &acked[1]);
     assert!(!on1.is_empty(), "the probe wrote to pg1 before the fault\n{}", logs());
     let first2 = on2.first().unwrap_or_else(|| panic!("pg2 acknowledged nothing after its promotion\n{}", logs()));
-    eprintln!("first commit on pg2 {:.2}s after kill -9 of pg1", first2.1.duration_since(fault).as_secs_f64());
+    eprintln!("{fault:?}: first commit on pg2 {:.2}s after the fault", first2.1.duration_since(fault_at).as_secs_f64());
     // Never two primaries acknowledging at once: pg1's last ack precedes pg2's first.
-    assert!(on1.last().unwrap().1 < first2.1, "dual acknowledgement");
+    assert!(on1.last().unwrap().1 < first2.1, "dual acknowledgement\n{}", logs());
     let all: Vec<String> = on1.iter().chain(on2).map(|(i, _)| i.to_string()).collect();
     let found = sql(&k, "pg2", &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
     assert_eq!(found, all.len().to_string(), "every acknowledged id is on the new primary\n{}", logs());
+    if fault == Fault::StopPostmaster {
+        assert!(!testkit::alive(pid), "the hung postmaster was fenced (killed)");
+    }
+    if restart_agent {
+        // The node's agent comes back (systemd would restart it).
+        agents[0] = k.spawn(&["agent", "-n", "af", "--node", "pg1"], "agent-pg1-again.log");
+    }
 
     // The old primary comes back as a standby of pg2 (pg_rewind), pg3 follows pg2.
     wait_for("pg1 rejoins as a standby streaming from pg2", 120, || {
@@ -234,13 +265,28 @@ fn agents_fail_over_a_killed_primary_and_rejoin_it_losing_no_acknowledged_commit
             == Some("pg1,pg3")
     });
     assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
-    let s = status_of(&k, "af");
-    assert_eq!(s["leader"], "pg2", "{s}");
+    assert_eq!(status_of(&k, "af")["leader"], "pg2");
     let hist = || k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
     wait_for("the history records the promotion and the rejoin", 60, || {
         let h = hist();
         h.contains("\"promoted\"") && h.contains("\"rejoined\"")
     });
+    ok(k.cmd().args(["check", "-n", "af"]).output().unwrap());
+}
+
+#[test]
+fn agents_fail_over_a_killed_primary_and_rejoin_it_losing_no_acknowledged_commit() {
+    fail_over(Fault::KillPostgres);
+}
+
+#[test]
+fn agents_fence_a_hung_postmaster_and_fail_over() {
+    fail_over(Fault::StopPostmaster);
+}
+
+#[test]
+fn agents_fail_over_when_the_primary_agent_dies_with_its_postgres() {
+    fail_over(Fault::KillAgentAndPostgres);
 }
 
 fn status_of(k: &Kit, c: &str) -> Value {
