@@ -6,6 +6,7 @@
 //! lease is renewed by its own task, so a long operation never lets it lapse.
 
 pub mod act;
+pub mod http;
 pub mod observe;
 
 use doctor::fence::Profile;
@@ -24,6 +25,9 @@ pub struct Config {
     pub failsafe: bool,
     /// Stop after this long (None: until killed).
     pub run_for: Option<Duration>,
+    /// Where the health checks and /metrics listen (default: the node's
+    /// address, port 8008 as Patroni's).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// The lease the agent's keys live on, renewed by its own task.
@@ -50,6 +54,19 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     if inv.node(&cfg.node).is_none() {
         return Err(invalid(format!("`{}` is not a node of cluster {}", cfg.node, cfg.name)));
     }
+    let me_host = inv.node(&cfg.node).map(|n| n.host.clone()).unwrap_or_default();
+    let addr = match cfg.http {
+        Some(a) => a.to_string(),
+        None => format!("{me_host}:8008"),
+    };
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| invalid(format!("the agent's HTTP address {addr}: {e} (choose another with --http ADDR:PORT)")))?;
+    let shared = http::Shared {
+        seen: Arc::new(Mutex::new(http::Seen::default())),
+        metrics: Arc::new(http::Metrics::new(&cfg.name, &cfg.node)),
+    };
+    let server = http::serve(listener, shared.clone());
     let attempt = Duration::from_millis(cfg.profile.attempt_ms);
     let meet = Arc::new(Meeting::connect(&spec, &cfg.name, attempt).await?);
     let ttl_s = (cfg.profile.ttl_ms / 1000) as i64;
@@ -123,6 +140,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             }
         }
         let d = doctor::decide(&v);
+        report(&shared, &v, &d, &o, keys.is_ok(), margin);
         act.publish(&v, &d, lease_id).await;
         if matches!(d, doctor::Decision::Renew) {
             act.leader_duties(&inv, &o).await;
@@ -134,6 +152,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         }
     }
     keeper.abort();
+    server.abort();
     let id = lease.lock().unwrap_or_else(|e| e.into_inner()).id;
     meet.revoke(id).await;
     Ok(())
@@ -165,5 +184,72 @@ async fn keep_alive(meet: Arc<Meeting>, lease: Arc<Mutex<Lease>>, p: Profile) {
         if spent < period {
             tokio::time::sleep(period - spent).await;
         }
+    }
+}
+
+/// What the health paths and /metrics show after this tick.
+fn report(
+    s: &http::Shared,
+    v: &doctor::View,
+    d: &doctor::Decision,
+    o: &model::NodeObservation,
+    store_ok: bool,
+    margin_ms: i64,
+) {
+    use doctor::PgRun;
+    let l = &v.local;
+    let running = l.run == PgRun::Running;
+    let primary = running && !l.in_recovery;
+    let leader = v.leader.as_ref().is_some_and(|x| x.name == v.me) && !matches!(d, doctor::Decision::Fence { .. });
+    let lag = v.last_leader_lsn.map(|p| p.saturating_sub(l.flush_lsn));
+    let health = doctor::health::NodeHealth {
+        running,
+        primary,
+        leader,
+        streaming: l.receiving,
+        lag_bytes: if primary { Some(0) } else { lag },
+        sync: v.sync.eligible.contains(&v.me),
+        loop_alive: true,
+    };
+    {
+        let mut seen = s.seen.lock().unwrap_or_else(|e| e.into_inner());
+        *seen = http::Seen {
+            health,
+            role: if !running && l.run == PgRun::Stopped {
+                "stopped".into()
+            } else if primary {
+                "primary".into()
+            } else {
+                "replica".into()
+            },
+            timeline: l.timeline,
+            lsn: l.flush_lsn,
+            decision: serde_json::to_value(d).unwrap_or_default(),
+            mode: v.mode.as_str().into(),
+            last_tick: Instant::now(),
+        };
+    }
+    let m = &s.metrics;
+    m.postgres_running.set(running as i64);
+    m.primary.set((primary && leader) as i64);
+    m.replica.set((running && l.in_recovery) as i64);
+    m.sync_standby.set(v.sync.eligible.contains(&v.me) as i64);
+    m.xlog_location.set(if primary { o.lsn.map(u64::from).unwrap_or(0) as i64 } else { 0 });
+    m.xlog_received_location.set(if primary { 0 } else { l.flush_lsn as i64 });
+    m.timeline.set(l.timeline as i64);
+    m.cluster_unlocked.set(v.leader.is_none() as i64);
+    m.is_paused.set((v.mode != model::HaMode::Enabled) as i64);
+    if store_ok {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        m.dcs_last_seen.set(now as i64);
+    }
+    m.lease_margin.set(if leader { margin_ms as f64 / 1000.0 } else { 0.0 });
+    m.sync_ackers.set(v.sync.ackers.len() as i64);
+    m.blocked.clear();
+    if let doctor::Decision::Blocked(b) = d {
+        m.blocked.get_or_create(&vec![("reason".to_string(), b.label().to_string())]).set(1);
+    }
+    if matches!(d, doctor::Decision::Fence { .. } | doctor::Decision::Demote { .. }) {
+        m.fences.inc();
     }
 }

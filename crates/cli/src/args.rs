@@ -198,6 +198,9 @@ pub struct AgentArgs {
     /// Stop after this long (for tests and trials).
     #[arg(long, value_parser = parse_duration)]
     pub run_for: Option<Duration>,
+    /// Where the Patroni-compatible health checks and /metrics listen (default: the node's address, port 8008).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

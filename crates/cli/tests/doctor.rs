@@ -157,6 +157,24 @@ fn sql(k: &Kit, node: &str, q: &str) -> Option<String> {
     o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
+/// A plain HTTP GET: the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return (0, String::new()) };
+    s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+/// The agents' HTTP addresses, by node number (1-based).
+fn http_addr(k: &Kit, i: usize) -> String {
+    std::fs::read_to_string(k.path(&format!("http-pg{i}"))).unwrap()
+}
+
 /// pg1 (primary), pg2 (sync), pg3 (async) in etcd, HA enabled, a probe
 /// table, an agent per node; returns the ports and the agents.
 fn three_nodes_with_agents(k: &Kit) -> (Vec<u16>, Vec<testkit::Child>) {
@@ -164,7 +182,11 @@ fn three_nodes_with_agents(k: &Kit) -> (Vec<u16>, Vec<testkit::Child>) {
     let mut y = String::from("name: af\nnodes:\n");
     for (i, p) in ports.iter().enumerate() {
         let n = format!("pg{}", i + 1);
-        y += &format!("  - name: {n}\n    host: 127.0.0.{}\n    port: {p}\n    data_dir: {}\n", i + 1, k.path(&n).display());
+        y += &format!(
+            "  - name: {n}\n    host: 127.0.0.{}\n    port: {p}\n    data_dir: {}\n",
+            i + 1,
+            k.path(&n).display()
+        );
         if n == "pg2" {
             y += "    sync: sync\n";
         }
@@ -173,7 +195,12 @@ fn three_nodes_with_agents(k: &Kit) -> (Vec<u16>, Vec<testkit::Child>) {
     ok(k.cmd().args(["ha", "-n", "af", "enable"]).output().unwrap());
     assert!(sql(k, "pg1", "CREATE TABLE probe (id bigint PRIMARY KEY)").is_some());
     let agents: Vec<testkit::Child> = (1..=3)
-        .map(|i| k.spawn(&["agent", "-n", "af", "--node", &format!("pg{i}")], &format!("agent-pg{i}.log")))
+        .map(|i| {
+            let host = format!("127.0.0.{i}");
+            let addr = format!("{host}:{}", free_port(&host));
+            std::fs::write(k.path(&format!("http-pg{i}")), &addr).unwrap();
+            k.spawn(&["agent", "-n", "af", "--node", &format!("pg{i}"), "--http", &addr], &format!("agent-pg{i}.log"))
+        })
         .collect();
     wait_for("pg1's agent holds the leader key and all three publish", 30, || {
         let s = status_of(k, "af");
@@ -223,6 +250,16 @@ fn fail_over(fault: Fault) {
     let k = Kit::with_etcd(BIN);
     let (ports, mut agents) = three_nodes_with_agents(&k);
     let logs = || agent_logs(&k);
+    // Patroni's health checks before the fault.
+    wait_for("pg2's agent reports it as a synchronous standby", 20, || http_get(&http_addr(&k, 2), "/sync").0 == 200);
+    assert_eq!(http_get(&http_addr(&k, 1), "/primary").0, 200);
+    assert_eq!(http_get(&http_addr(&k, 1), "/replica").0, 503);
+    assert_eq!(http_get(&http_addr(&k, 2), "/primary").0, 503);
+    assert_eq!(http_get(&http_addr(&k, 2), "/replica?lag=16MB").0, 200);
+    assert_eq!(http_get(&http_addr(&k, 3), "/async").0, 200);
+    let (code, metrics) = http_get(&http_addr(&k, 1), "/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("patroni_primary{scope=\"af\",name=\"pg1\"} 1"), "{metrics}");
     let pw = testkit::admin_password(&k.home(), "af");
     let probe = Probe::start(&[("127.0.0.1".into(), ports[0]), ("127.0.0.2".into(), ports[1])], &pw);
     std::thread::sleep(std::time::Duration::from_secs(2));
@@ -266,6 +303,8 @@ fn fail_over(fault: Fault) {
     });
     assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
     assert_eq!(status_of(&k, "af")["leader"], "pg2");
+    wait_for("pg2 answers /primary", 20, || http_get(&http_addr(&k, 2), "/primary").0 == 200);
+    assert_eq!(http_get(&http_addr(&k, 1), "/primary").0, 503);
     let hist = || k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
     wait_for("the history records the promotion and the rejoin", 60, || {
         let h = hist();

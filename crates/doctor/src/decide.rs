@@ -158,7 +158,9 @@ pub fn decide(v: &View) -> Decision {
                 if v.inventory_primary.as_deref() == Some(v.me.as_str()) && !other_primary {
                     // A switchover made this node the primary; the old
                     // leader (a standby now) has not given the key up yet.
-                    return idle(format!("{other} still holds the leader key and runs as a standby: waiting for it to release it"));
+                    return idle(format!(
+                        "{other} still holds the leader key and runs as a standby: waiting for it to release it"
+                    ));
                 }
                 if acts {
                     return Decision::Demote { leader: other.to_string() };

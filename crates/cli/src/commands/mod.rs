@@ -89,6 +89,7 @@ async fn agent(env: Env<'_>, a: crate::args::AgentArgs) -> Result<u8, OpError> {
         max_lag_on_failover: a.max_lag_on_failover,
         failsafe: a.failsafe,
         run_for: a.run_for,
+        http: a.http,
     };
     ::agent::run(env.stores, cfg).await?;
     Ok(0)
