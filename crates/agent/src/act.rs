@@ -22,6 +22,8 @@ pub struct Actor<'a> {
     /// Asynchronous mode: promote although the candidate was not synchronous
     /// (the doctor checked the lag limit).
     argv: Vec<String>,
+    /// The HTTP address this agent listens on.
+    pub api_url: String,
 }
 
 const PROBE: Duration = Duration::from_secs(1);
@@ -44,6 +46,7 @@ impl<'a> Actor<'a> {
                 "--node".into(),
                 cfg.node.clone(),
             ],
+            api_url: String::new(),
         }
     }
 
@@ -68,6 +71,7 @@ impl<'a> Actor<'a> {
             healthy: v.local.run == doctor::PgRun::Running,
             decision: serde_json::to_value(d).unwrap_or_default(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
+            api_url: self.api_url.clone(),
             at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         };
         let text = serde_json::to_string(&p).unwrap_or_default();

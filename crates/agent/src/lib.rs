@@ -75,6 +75,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     let keeper = tokio::spawn(keep_alive(meet.clone(), lease.clone(), cfg.profile));
     let cl = ops::Cluster::open(store.clone(), inv.clone(), Duration::from_secs(5), false).await?;
     let mut act = act::Actor::new(stores, &cfg, meet.clone(), cl);
+    act.api_url = addr.clone();
     let mut mem = observe::Memory { last_term: 0, last_leader: None, last_leader_lsn: None };
     let tick = Duration::from_millis(cfg.profile.period_ms);
     tracing::info!(cluster = %cfg.name, node = %cfg.node, ttl_s, "agent started");

@@ -79,6 +79,9 @@ pub struct Published {
     pub decision: serde_json::Value,
     pub agent_version: String,
     pub at: String,
+    /// Where this agent's health checks answer (`host:port`).
+    #[serde(default)]
+    pub api_url: String,
 }
 
 /// The doctor's view from the keys and the local server.

@@ -90,6 +90,14 @@ pub enum Command {
                       A cluster starts disabled."
     )]
     Ha(HaArgs),
+    /// Print an HAProxy configuration: a read-write port on the primary, a read-only port on the standbys.
+    #[command(
+        name = "haproxy-config",
+        after_help = "Examples:\n  pgscale haproxy-config -n demo > /etc/haproxy/haproxy.cfg\n  pgscale haproxy-config -n demo --bind 10.0.0.9 --rw-port 5000 --ro-port 5001 --max-lag 16MB\n\n\
+                      Each server is checked through its agent's Patroni-compatible paths (/primary, /replica), at\n\
+                      the address the agent published in etcd (else the node's address, port 8008)."
+    )]
+    HaproxyConfig(HaproxyArgs),
     /// The automatic-failover agent for one node (runs in the foreground; one per node).
     #[command(
         after_help = "Examples:\n  pgscale agent -n demo --node pg1\n  pgscale agent -n demo --node pg2 --profile fast --log-format json\n\n\
@@ -173,6 +181,23 @@ pub enum Command {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration like 3s or 500ms: {e}"))
+}
+
+#[derive(Args, Debug)]
+pub struct HaproxyArgs {
+    /// Cluster name.
+    #[arg(short = 'n', long = "name")]
+    pub name: NodeName,
+    /// The address HAProxy listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+    #[arg(long, default_value_t = 5000)]
+    pub rw_port: u16,
+    #[arg(long, default_value_t = 5001)]
+    pub ro_port: u16,
+    /// Read-only: only standbys at most this far behind (e.g. 16MB).
+    #[arg(long)]
+    pub max_lag: Option<String>,
 }
 
 #[derive(Args, Debug)]

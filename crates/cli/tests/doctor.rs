@@ -141,6 +141,57 @@ impl Probe {
     }
 }
 
+/// One query as the admin through host:port (HAProxy's ports); None when it fails.
+fn query_at(port: u16, password: &str, q: &str) -> Option<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(async {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1").port(port).user("postgres").password(password).dbname("postgres");
+        c.connect_timeout(std::time::Duration::from_secs(2));
+        let (cl, conn) = tokio::time::timeout(std::time::Duration::from_secs(3), c.connect(tokio_postgres::NoTls))
+            .await
+            .ok()?
+            .ok()?;
+        tokio::spawn(conn);
+        let r = tokio::time::timeout(std::time::Duration::from_secs(3), cl.query_one(q, &[])).await.ok()?.ok()?;
+        Some(r.get::<_, Option<String>>(0).unwrap_or_default())
+    })
+}
+
+/// HAProxy (Debian's package) in front, configured by `pgscale haproxy-config`.
+fn start_haproxy(k: &Kit) -> (u16, u16, testkit::Child) {
+    let (rw, ro) = (free_port("127.0.0.1"), free_port("127.0.0.1"));
+    let o = ok(k
+        .cmd()
+        .args([
+            "haproxy-config",
+            "-n",
+            "af",
+            "--bind",
+            "127.0.0.1",
+            "--rw-port",
+            &rw.to_string(),
+            "--ro-port",
+            &ro.to_string(),
+        ])
+        .output()
+        .unwrap());
+    let cfg = k.write("haproxy.cfg", &String::from_utf8(o.stdout).unwrap());
+    let check = std::process::Command::new("haproxy")
+        .args(["-c", "-f", cfg.to_str().unwrap()])
+        .output()
+        .expect("haproxy installed");
+    assert!(check.status.success(), "haproxy -c: {}", String::from_utf8_lossy(&check.stderr));
+    let log = std::fs::File::create(k.path("haproxy.log")).unwrap();
+    let child = std::process::Command::new("haproxy")
+        .args(["-db", "-f", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start haproxy");
+    (rw, ro, testkit::Child(child))
+}
+
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let t0 = std::time::Instant::now();
     while t0.elapsed() < std::time::Duration::from_secs(secs) {
@@ -261,6 +312,14 @@ fn fail_over(fault: Fault) {
     assert_eq!(code, 200);
     assert!(metrics.contains("patroni_primary{scope=\"af\",name=\"pg1\"} 1"), "{metrics}");
     let pw = testkit::admin_password(&k.home(), "af");
+    let haproxy = (fault == Fault::KillPostgres).then(|| start_haproxy(&k));
+    if let Some((rw, ro, _)) = &haproxy {
+        let port = |p: u16| query_at(p, &pw, "SELECT inet_server_port()::text");
+        wait_for("HAProxy's read-write port reaches pg1", 20, || port(*rw) == Some(ports[0].to_string()));
+        wait_for("HAProxy's read-only port reaches a standby", 20, || {
+            port(*ro).is_some_and(|p| p == ports[1].to_string() || p == ports[2].to_string())
+        });
+    }
     let probe = Probe::start(&[("127.0.0.1".into(), ports[0]), ("127.0.0.2".into(), ports[1])], &pw);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
@@ -304,6 +363,12 @@ fn fail_over(fault: Fault) {
     assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
     assert_eq!(status_of(&k, "af")["leader"], "pg2");
     wait_for("pg2 answers /primary", 20, || http_get(&http_addr(&k, 2), "/primary").0 == 200);
+    if let Some((rw, _, _)) = &haproxy {
+        // Clients reconnecting through HAProxy reach the new primary.
+        wait_for("HAProxy's read-write port reaches pg2", 20, || {
+            query_at(*rw, &pw, "SELECT inet_server_port()::text") == Some(ports[1].to_string())
+        });
+    }
     assert_eq!(http_get(&http_addr(&k, 1), "/primary").0, 503);
     let hist = || k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
     wait_for("the history records the promotion and the rejoin", 60, || {

@@ -79,3 +79,28 @@ pub async fn status(env: Env<'_>, name: &str) -> Result<Status, OpError> {
         members,
     })
 }
+
+/// `pgscale haproxy-config`: every node checked through its agent (the
+/// address the agent published, else the node's address, port 8008).
+pub async fn haproxy_config(env: Env<'_>, name: &str, listen: &plan::haproxy::Listen) -> Result<String, OpError> {
+    let store = env.stores.for_cluster(name).await?;
+    let inv = store.load(name).await?;
+    let keys = store.ha_keys(name).await?;
+    let backends = inv
+        .nodes
+        .iter()
+        .map(|n| {
+            let published = keys
+                .get(&format!("members/{}", n.name))
+                .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+                .and_then(|v| v["api_url"].as_str().map(String::from))
+                .and_then(|u| {
+                    let (h, p) = u.rsplit_once(':')?;
+                    Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?))
+                });
+            let (check_host, check_port) = published.unwrap_or((n.host.clone(), 8008));
+            plan::haproxy::Backend { name: n.name.clone(), host: n.host.clone(), port: n.port, check_host, check_port }
+        })
+        .collect::<Vec<_>>();
+    Ok(plan::haproxy::render(name, &backends, listen))
+}

@@ -9,6 +9,7 @@ pub mod check;
 pub mod conf;
 pub mod destroy;
 pub mod ha;
+pub mod haproxy;
 pub mod hba;
 pub mod hostcheck;
 pub mod init;

@@ -63,6 +63,11 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
         Command::Log(a) => log::run(env, fmt, a).await,
         Command::Ha(a) => ha_mode::run(env, fmt, a).await,
         Command::Agent(a) => agent(env, a).await,
+        Command::HaproxyConfig(a) => {
+            let l = plan::haproxy::Listen { bind: a.bind, rw_port: a.rw_port, ro_port: a.ro_port, max_lag: a.max_lag };
+            print!("{}", ops::ha_mode::haproxy_config(env, a.name.as_ref(), &l).await?);
+            Ok(0)
+        }
         Command::Hba(a) => hba::run(env, fmt, a).await,
         Command::ApplyConfig(a) => apply_config::run(env, fmt, a).await,
         Command::Adopt(a) => adopt::run(env, fmt, a).await,
