@@ -78,7 +78,8 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     act.api_url = addr.clone();
     let mut mem = observe::Memory { last_term: 0, last_leader: None, last_leader_lsn: None };
     let tick = Duration::from_millis(cfg.profile.period_ms);
-    tracing::info!(cluster = %cfg.name, node = %cfg.node, ttl_s, "agent started");
+    tracing::info!(cluster = %cfg.name, node = %cfg.node, ttl_s, http = %addr, "agent started");
+    let mut ready = false;
     loop {
         let started = Instant::now();
         if cfg.run_for.is_some_and(|d| t0.elapsed() >= d) {
@@ -147,6 +148,13 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             act.leader_duties(&inv, &o).await;
         }
         act.carry_out(&inv, &v, &d, lease_id).await;
+        // systemd (Type=notify): ready after the first full tick; the
+        // watchdog is fed by every tick, so a frozen loop gets restarted.
+        if !ready {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            ready = true;
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
         let spent = started.elapsed();
         if spent < tick {
             tokio::time::sleep(tick - spent).await;
@@ -252,5 +260,55 @@ fn report(
     }
     if matches!(d, doctor::Decision::Fence { .. } | doctor::Decision::Demote { .. }) {
         m.fences.inc();
+    }
+}
+
+/// A systemd unit running the agent of `node` as the cluster's OS user.
+/// `KillMode=process`: stopping or restarting the agent never touches the
+/// PostgreSQL it started (the server's processes share its cgroup).
+pub fn unit(cluster: &str, node: &str, exe: &str, os_user: &str, env: &[(String, String)], extra: &[String]) -> String {
+    let mut args = vec![exe.to_string(), "agent".into(), "-n".into(), cluster.into(), "--node".into(), node.into()];
+    args.extend(extra.iter().cloned());
+    let mut s = format!(
+        "# The pgscale agent of {node} (cluster {cluster}). Install:\n\
+         #   pgscale agent unit -n {cluster} --node {node} > /etc/systemd/system/pgscale-agent-{cluster}-{node}.service\n\
+         #   systemctl daemon-reload && systemctl enable --now pgscale-agent-{cluster}-{node}\n\
+         [Unit]\nDescription=pgscale agent for {node} of cluster {cluster}\n\
+         After=network-online.target\nWants=network-online.target\n\n\
+         [Service]\nType=notify\nNotifyAccess=main\nUser={os_user}\n"
+    );
+    for (k, v) in env {
+        s += &format!("Environment={k}={v}\n");
+    }
+    s += &format!(
+        "ExecStart={}\nRestart=always\nRestartSec=1\nWatchdogSec=5\nKillMode=process\nTimeoutStopSec=10\n\n[Install]\nWantedBy=multi-user.target\n",
+        args.join(" ")
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_unit_restarts_always_notifies_and_leaves_postgres_alone() {
+        let u = super::unit(
+            "sales",
+            "pg2",
+            "/usr/local/bin/pgscale",
+            "postgres",
+            &[("PGSCALE_ETCD".into(), "10.0.0.1:2379".into())],
+            &["--profile".into(), "fast".into()],
+        );
+        for want in [
+            "Type=notify",
+            "Restart=always",
+            "WatchdogSec=5",
+            "KillMode=process",
+            "User=postgres",
+            "Environment=PGSCALE_ETCD=10.0.0.1:2379",
+            "ExecStart=/usr/local/bin/pgscale agent -n sales --node pg2 --profile fast",
+        ] {
+            assert!(u.contains(want), "{want} in\n{u}");
+        }
     }
 }

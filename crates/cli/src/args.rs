@@ -90,6 +90,9 @@ pub enum Command {
                       A cluster starts disabled."
     )]
     Ha(HaArgs),
+    /// What the automatic-failover agents did and why (fences, promotions, rejoins), oldest first.
+    #[command(after_help = "Examples:\n  pgscale history -n demo\n  pgscale history -n demo --limit 20 --output json")]
+    History(HistoryArgs),
     /// Print an HAProxy configuration: a read-write port on the primary, a read-only port on the standbys.
     #[command(
         name = "haproxy-config",
@@ -184,6 +187,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 #[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Cluster name.
+    #[arg(short = 'n', long = "name")]
+    pub name: NodeName,
+    /// At most this many events (the newest).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+#[derive(Args, Debug)]
 pub struct HaproxyArgs {
     /// Cluster name.
     #[arg(short = 'n', long = "name")]
@@ -201,13 +214,16 @@ pub struct HaproxyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
     /// Cluster name.
-    #[arg(short = 'n', long = "name")]
-    pub name: NodeName,
+    #[arg(short = 'n', long = "name", required = true)]
+    pub name: Option<NodeName>,
     /// The node this agent looks after (it runs on that node's host).
-    #[arg(long)]
-    pub node: NodeName,
+    #[arg(long, required = true)]
+    pub node: Option<NodeName>,
     /// Lease timing: default (2 s lease, 250 ms ticks) or fast (1 s, 150 ms; etcd with a 500 ms election timeout).
     #[arg(long, value_enum, default_value = "default")]
     pub profile: AgentProfile,
@@ -226,6 +242,26 @@ pub struct AgentArgs {
     /// Where the Patroni-compatible health checks and /metrics listen (default: the node's address, port 8008).
     #[arg(long, value_name = "ADDR:PORT")]
     pub http: Option<std::net::SocketAddr>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Print a systemd unit that runs this agent (Type=notify with a watchdog, Restart=always, KillMode=process).
+    #[command(
+        after_help = "Example:\n  pgscale agent unit -n demo --node pg1 > /etc/systemd/system/pgscale-agent-demo-pg1.service"
+    )]
+    Unit(AgentUnitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentUnitArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: NodeName,
+    #[arg(long)]
+    pub node: NodeName,
+    /// Lease timing of the agent the unit runs.
+    #[arg(long, value_enum, default_value = "default")]
+    pub profile: AgentProfile,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -62,6 +62,17 @@ fn ha_modes_live_in_etcd_and_a_home_cluster_is_refused() {
     ok(ha(&k, &["disable"]));
     assert_eq!(status(&k)["mode"], "disabled");
 
+    // The systemd unit of an agent.
+    let o = ok(k.cmd().args(["agent", "unit", "-n", "hm", "--node", "pg1"]).output().unwrap());
+    let u = String::from_utf8_lossy(&o.stdout).to_string();
+    for want in
+        ["Type=notify", "Restart=always", "KillMode=process", "agent -n hm --node pg1", "Environment=PGSCALE_ETCD="]
+    {
+        assert!(u.contains(want), "{want} in\n{u}");
+    }
+    let o = k.cmd().args(["agent", "unit", "-n", "hm", "--node", "pg9"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
     // The same command on a cluster kept in the home: refused, saying how to move it.
     let h = Kit::new(BIN);
     let y = h.inventory("hm", "", &[("pg1", "127.0.0.2", free_port("127.0.0.2"))]);
@@ -70,6 +81,10 @@ fn ha_modes_live_in_etcd_and_a_home_cluster_is_refused() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("pgscale store migrate -n hm --to etcd"), "{}", text(&o));
     assert_eq!(h.cmd().args(["ha", "-n", "hm", "status", "--output", "json"]).output().unwrap().status.code(), Some(0));
+    // No agent without etcd: refused at start, saying how to move the cluster.
+    let o = h.cmd().args(["agent", "-n", "hm", "--node", "pg1"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("store migrate"), "{}", text(&o));
 }
 
 /// One writer per node, straight to that node (no multi-host connection
@@ -352,7 +367,8 @@ fn fail_over(fault: Fault) {
     }
     if restart_agent {
         // The node's agent comes back (systemd would restart it).
-        agents[0] = k.spawn(&["agent", "-n", "af", "--node", "pg1"], "agent-pg1-again.log");
+        let addr = http_addr(&k, 1);
+        agents[0] = k.spawn(&["agent", "-n", "af", "--node", "pg1", "--http", &addr], "agent-pg1-again.log");
     }
 
     // The old primary comes back as a standby of pg2 (pg_rewind), pg3 follows pg2.
@@ -376,6 +392,16 @@ fn fail_over(fault: Fault) {
         h.contains("\"promoted\"") && h.contains("\"rejoined\"")
     });
     ok(k.cmd().args(["check", "-n", "af"]).output().unwrap());
+    let o = ok(k.cmd().args(["history", "-n", "af", "--output", "json"]).output().unwrap());
+    let events: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let did = |n: &str, what: &str| events.iter().any(|e| e["node"] == n && e["did"] == what);
+    assert!(did("pg2", "promoted") && did("pg1", "rejoined"), "{events:?}");
+    let o = ok(k.cmd().args(["history", "-n", "af"]).output().unwrap());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("pg2    promoted: in "),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 #[test]

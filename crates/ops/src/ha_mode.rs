@@ -104,3 +104,17 @@ pub async fn haproxy_config(env: Env<'_>, name: &str, listen: &plan::haproxy::Li
         .collect::<Vec<_>>();
     Ok(plan::haproxy::render(name, &backends, listen))
 }
+
+/// `pgscale history`: what the agents did and why, oldest first.
+pub async fn history(env: Env<'_>, name: &str, limit: usize) -> Result<Vec<serde_json::Value>, OpError> {
+    let store = env.stores.for_cluster(name).await?;
+    store.load(name).await?;
+    let keys = store.ha_keys(name).await?;
+    let mut v: Vec<serde_json::Value> = keys
+        .iter()
+        .filter(|(k, _)| k.starts_with("history/"))
+        .filter_map(|(_, v)| serde_json::from_str(v).ok())
+        .collect();
+    let skip = v.len().saturating_sub(limit);
+    Ok(v.split_off(skip))
+}

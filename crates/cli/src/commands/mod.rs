@@ -63,6 +63,20 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
         Command::Log(a) => log::run(env, fmt, a).await,
         Command::Ha(a) => ha_mode::run(env, fmt, a).await,
         Command::Agent(a) => agent(env, a).await,
+        Command::History(a) => {
+            let v = ops::ha_mode::history(env, a.name.as_ref(), a.limit).await?;
+            if fmt == OutputFormat::Json {
+                println!("{}", serde_json::Value::Array(v));
+            } else if v.is_empty() {
+                env.ui.say(&format!("no automatic-failover events recorded for {}", a.name));
+            } else {
+                for e in v {
+                    let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+                    println!("{}  {:<6} {}: {}", s("at"), s("node"), s("did"), s("why"));
+                }
+            }
+            Ok(0)
+        }
         Command::HaproxyConfig(a) => {
             let l = plan::haproxy::Listen { bind: a.bind, rw_port: a.rw_port, ro_port: a.ro_port, max_lag: a.max_lag };
             print!("{}", ops::ha_mode::haproxy_config(env, a.name.as_ref(), &l).await?);
@@ -84,9 +98,43 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
 }
 
 async fn agent(env: Env<'_>, a: crate::args::AgentArgs) -> Result<u8, OpError> {
+    if let Some(crate::args::AgentCommand::Unit(u)) = a.command {
+        let store = env.stores.for_cluster(&u.name).await?;
+        let inv = store.load(&u.name).await?;
+        if inv.node(&u.node).is_none() {
+            return Err(invalid(format!("`{}` is not a node of cluster {}", u.node, u.name)));
+        }
+        let Some(spec) = store.dcs().and_then(|d| d.etcd) else {
+            return Err(invalid(format!(
+                "cluster {n} is kept in {}: the agents meet in etcd; move it there first with `pgscale store migrate -n {n} --to etcd --etcd URL,...`",
+                store.describe(),
+                n = u.name
+            )));
+        };
+        let c = env.stores.config();
+        let mut vars = vec![
+            ("PGSCALE_HOME".to_string(), c.home.display().to_string()),
+            ("PGSCALE_ETCD".to_string(), spec.endpoints.join(",")),
+            ("PGSCALE_ETCD_PREFIX".to_string(), spec.prefix.clone()),
+        ];
+        if let Some(k) = &c.key_file {
+            vars.push(("PGSCALE_ETCD_KEY_FILE".to_string(), k.display().to_string()));
+        }
+        let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "pgscale".into());
+        let extra = match u.profile {
+            crate::args::AgentProfile::Fast => vec!["--profile".to_string(), "fast".to_string()],
+            crate::args::AgentProfile::Default => vec![],
+        };
+        let user = inv.postgres.os_user.clone().unwrap_or_else(|| "postgres".into());
+        print!("{}", ::agent::unit(&u.name, &u.node, &exe, &user, &vars, &extra));
+        return Ok(0);
+    }
+    let (Some(name), Some(node)) = (a.name, a.node) else {
+        return Err(invalid("pgscale agent needs -n NAME and --node NODE"));
+    };
     let cfg = ::agent::Config {
-        name: a.name.to_string(),
-        node: a.node.to_string(),
+        name: name.to_string(),
+        node: node.to_string(),
         profile: match a.profile {
             crate::args::AgentProfile::Default => doctor::fence::Profile::DEFAULT,
             crate::args::AgentProfile::Fast => doctor::fence::Profile::FAST,
