@@ -6,6 +6,7 @@
 //! lease is renewed by its own task, so a long operation never lets it lapse.
 
 pub mod act;
+pub mod guard;
 pub mod http;
 pub mod observe;
 
@@ -71,7 +72,27 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     let meet = Arc::new(Meeting::connect(&spec, &cfg.name, attempt).await?);
     let ttl_s = (cfg.profile.ttl_ms / 1000) as i64;
     let t0 = Instant::now();
-    let lease = Arc::new(Mutex::new(Lease { id: meet.grant(ttl_s).await?, last_ok_send: t0, lost: false }));
+    // A restarted agent keeps its lease (and with it the leader key) when
+    // the lease still lives: a quick restart changes nothing for PostgreSQL.
+    let dir = stores.local_home().cluster_dir(&cfg.name);
+    let state = dir.join(format!("agent-{}.json", cfg.node));
+    let kept = std::fs::read_to_string(&state)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["lease"].as_i64());
+    let id = match kept {
+        Some(id) if meet.keep_alive(id).await.is_ok_and(|ttl| ttl > 0) => {
+            tracing::info!(lease = id, "kept the lease of the previous run");
+            id
+        }
+        _ => meet.grant(ttl_s).await?,
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(&state, serde_json::json!({ "lease": id }).to_string());
+    let lease = Arc::new(Mutex::new(Lease { id, last_ok_send: t0, lost: false }));
+    let data_dir = inv.node(&cfg.node).map(|n| n.data_dir.clone()).unwrap_or_default();
+    let mut guard =
+        guard::ensure(&dir, &cfg.node, &data_dir).map_err(|e| ops::error::failed(format!("the fence guard: {e}")))?;
     let keeper = tokio::spawn(keep_alive(meet.clone(), lease.clone(), cfg.profile));
     let cl = ops::Cluster::open(store.clone(), inv.clone(), Duration::from_secs(5), false).await?;
     let mut act = act::Actor::new(stores, &cfg, meet.clone(), cl);
@@ -98,6 +119,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
                     let mut l = lease.lock().unwrap_or_else(|e| e.into_inner());
                     l.id = id;
                     l.last_ok_send = Instant::now();
+                    let _ = std::fs::write(&state, serde_json::json!({ "lease": id }).to_string());
                     id
                 }
                 Err(e) => {
@@ -143,6 +165,20 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         }
         let d = doctor::decide(&v);
         report(&shared, &v, &d, &o, keys.is_ok(), margin);
+        // The guard fences at the same deadline if this loop stops running.
+        let acking = v.mode == model::HaMode::Enabled
+            && v.local.run != doctor::PgRun::Stopped
+            && !v.local.in_recovery
+            && v.leader.as_ref().is_some_and(|l| l.name == cfg.node);
+        let failsafe_keep =
+            matches!(&d, doctor::Decision::Idle { why } if why.starts_with("etcd does not answer; failsafe"));
+        if failsafe_keep {
+            guard.arm(guard::now_ms() + cfg.profile.ttl_ms);
+        } else if acking && matches!(d, doctor::Decision::Renew | doctor::Decision::Idle { .. }) {
+            guard.arm((guard::now_ms() as i64 + margin).max(0) as u64);
+        } else if !matches!(d, doctor::Decision::Fence { .. } | doctor::Decision::Demote { .. }) {
+            guard.disarm();
+        }
         act.publish(&v, &d, lease_id).await;
         if matches!(d, doctor::Decision::Renew) {
             act.leader_duties(&inv, &o).await;

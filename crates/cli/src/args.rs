@@ -246,11 +246,22 @@ pub struct AgentArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum AgentCommand {
+    /// The fence guard the agent starts (internal).
+    #[command(hide = true)]
+    Guard(AgentGuardArgs),
     /// Print a systemd unit that runs this agent (Type=notify with a watchdog, Restart=always, KillMode=process).
     #[command(
         after_help = "Example:\n  pgscale agent unit -n demo --node pg1 > /etc/systemd/system/pgscale-agent-demo-pg1.service"
     )]
     Unit(AgentUnitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentGuardArgs {
+    #[arg(long)]
+    pub fifo: PathBuf,
+    #[arg(long)]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Args, Debug)]

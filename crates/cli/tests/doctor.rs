@@ -307,6 +307,9 @@ enum Fault {
     /// kill -9 of the primary's agent and of its PostgreSQL: nobody releases
     /// the leader key; its lease expires.
     KillAgentAndPostgres,
+    /// SIGSTOP of the primary's agent only: PostgreSQL keeps acknowledging
+    /// until the fence guard kills it at Fence A's deadline.
+    StopAgent,
 }
 
 /// Fail the primary with `fault` under a write probe on pg1 and pg2; the
@@ -340,7 +343,9 @@ fn fail_over(fault: Fault) {
     let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
     let fault_at = std::time::Instant::now();
     let mut restart_agent = false;
+    let mut frozen = None;
     match fault {
+        Fault::StopAgent => frozen = Some(testkit::Frozen::freeze(agents[0].0.id() as i32)),
         Fault::KillPostgres => testkit::kill_server(pid),
         Fault::StopPostmaster => testkit::signal(pid, nix::sys::signal::Signal::SIGSTOP),
         Fault::KillAgentAndPostgres => {
@@ -364,6 +369,12 @@ fn fail_over(fault: Fault) {
     assert_eq!(found, all.len().to_string(), "every acknowledged id is on the new primary\n{}", logs());
     if fault == Fault::StopPostmaster {
         assert!(!testkit::alive(pid), "the hung postmaster was fenced (killed)");
+    }
+    if fault == Fault::StopAgent {
+        assert!(!testkit::alive(pid), "the guard fenced pg1 while its agent was frozen");
+        let g = std::fs::read_to_string(k.home().join("af").join("agent-pg1.guard.log")).unwrap_or_default();
+        assert!(g.contains("fence guard: the agent did not extend the deadline"), "{g}");
+        drop(frozen.take());
     }
     if restart_agent {
         // The node's agent comes back (systemd would restart it).
@@ -412,6 +423,31 @@ fn agents_fail_over_a_killed_primary_and_rejoin_it_losing_no_acknowledged_commit
 #[test]
 fn agents_fence_a_hung_postmaster_and_fail_over() {
     fail_over(Fault::StopPostmaster);
+}
+
+#[test]
+fn the_fence_guard_fences_a_primary_whose_agent_is_frozen() {
+    fail_over(Fault::StopAgent);
+}
+
+#[test]
+fn an_agent_restarted_on_a_healthy_primary_leaves_postgres_alone() {
+    let k = Kit::with_etcd(BIN);
+    let (_ports, mut agents) = three_nodes_with_agents(&k);
+    let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
+    let _ = agents[0].0.kill();
+    let _ = agents[0].0.wait();
+    let addr = http_addr(&k, 1);
+    agents[0] = k.spawn(&["agent", "-n", "af", "--node", "pg1", "--http", &addr], "agent-pg1-again.log");
+    // Longer than the lease and the guard's deadline.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(testkit::alive(pid), "pg1's postmaster untouched\n{}", agent_logs(&k));
+    assert_eq!(testkit::postmaster_pid(&k.path("pg1")), Some(pid));
+    assert_eq!(status_of(&k, "af")["leader"], "pg1");
+    let hist = k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
+    assert!(!hist.contains("\"fenced\"") && !hist.contains("promot"), "{hist}");
+    let again = std::fs::read_to_string(k.path("agent-pg1-again.log")).unwrap_or_default();
+    assert!(again.contains("kept the lease of the previous run"), "{again}");
 }
 
 #[test]

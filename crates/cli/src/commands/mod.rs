@@ -98,6 +98,10 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
 }
 
 async fn agent(env: Env<'_>, a: crate::args::AgentArgs) -> Result<u8, OpError> {
+    if let Some(crate::args::AgentCommand::Guard(g)) = &a.command {
+        ::agent::guard::run(&g.fifo, &g.data_dir).map_err(invalid)?;
+        return Ok(0);
+    }
     if let Some(crate::args::AgentCommand::Unit(u)) = a.command {
         let store = env.stores.for_cluster(&u.name).await?;
         let inv = store.load(&u.name).await?;
