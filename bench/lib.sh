@@ -31,3 +31,25 @@ stop_servers() {
   done
   rm -rf "$W"
 }
+# A 3-member etcd on loopback with short election timeouts; its PIDs go to
+# PIDS (the caller stops them), its client endpoints to EPS, etcdctl to ETCDCTL.
+start_etcd() {
+  local eps=() init=() peer=() c p i cluster
+  for i in 0 1 2; do
+    c=$(free_port 1); p=$(free_port 1)
+    eps+=("127.0.0.1:$c"); init+=("e$i=http://127.0.0.1:$p"); peer[$i]=$p
+  done
+  cluster=$(IFS=,; echo "${init[*]}")
+  for i in 0 1 2; do
+    etcd --name "e$i" --data-dir "$W/etcd$i" \
+      --listen-client-urls "http://${eps[$i]}" --advertise-client-urls "http://${eps[$i]}" \
+      --listen-peer-urls "http://127.0.0.1:${peer[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peer[$i]}" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench \
+      --heartbeat-interval 50 --election-timeout 500 >"$W/etcd$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  EPS=$(IFS=,; echo "${eps[*]}")
+  ETCDCTL=(etcdctl --endpoints "$EPS" --command-timeout=2s)
+  for _ in $(seq 100); do "${ETCDCTL[@]}" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+  log "etcd up: $EPS"
+}

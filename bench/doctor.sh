@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Automatic failover by the agents: the time from a fault on the primary to
+# the first acknowledged commit on the new primary, N runs per fault, each
+# fault injected at a uniformly random phase in [0, TTL) by the probe
+# (crates/cli/examples/failover_probe.rs: one writer per node every 10 ms,
+# acknowledgements and the fault stamped on CLOCK_MONOTONIC). Faults:
+#   crash  kill -9 of the primary's postmaster and its process group
+#   hang   SIGSTOP of the primary's postmaster (fresh connections hang)
+#   node   kill -9 of the primary's agent and PostgreSQL (the agent comes back)
+# Setup: a 3-member etcd (500 ms election), pg1 primary, pg2 sync, pg3 async,
+# an agent per node with the default profile (2 s lease). Between runs the
+# agents rejoin the old primary; the next run faults whoever is primary.
+#   bench/doctor.sh                 # N=20
+#   N=3 bench/doctor.sh             # a quick smoke run
+#   PEERS=/tmp/peers-out bench/doctor.sh   # add ../shared/peers figures from that run's output
+# Prints a Markdown table (stdout); progress on stderr. Every process it
+# starts is stopped by PID when it exits, also on failure.
+set -euo pipefail
+shopt -s inherit_errexit
+cd "$(dirname "$0")/.."
+N=${N:-20}
+cargo build --release -q
+cargo build --release -q --example failover_probe
+B=$PWD/target/release/pgscale
+PROBE=$PWD/target/release/examples/failover_probe
+W=$(mktemp -d /tmp/pgscale-bench-XXXXXX)
+chmod 755 "$W"
+. bench/lib.sh
+PIDS=()
+declare -A AGENT HTTP
+cleanup() {
+  for p in "${PIDS[@]}" "${AGENT[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # The fence guards (started by the agents) name their FIFO under $W.
+  for d in /proc/[0-9]*; do
+    if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q -- "--fifo $W/"; then kill -9 "${d#/proc/}" 2>/dev/null || true; fi
+  done
+  stop_servers
+}
+trap cleanup EXIT
+
+start_etcd
+export PGSCALE_HOME=$W/home PGSCALE_ETCD=$EPS
+PORT=$(free_port 3)
+{ echo "name: af"; echo "nodes:"; node pg1 127.0.0.1; node pg2 127.0.0.2 "sync: sync"; node pg3 127.0.0.3; } >"$W/af.yaml"
+"$B" init -c "$W/af.yaml" >/dev/null 2>&1
+"$B" ha -n af enable 2>/dev/null
+"$B" psql -n af -- -qc "CREATE TABLE probe (id bigint PRIMARY KEY)"
+awk -F: '$4 == "postgres" { print $5 }' "$W/home/af/pgpass" >"$W/pw"
+chmod 600 "$W/pw"
+start_agent() { # node
+  local i=${1#pg}
+  [ -n "${HTTP[$1]:-}" ] || HTTP[$1]="127.0.0.$i:$(free_port "$i")"
+  "$B" agent -n af --node "$1" --http "${HTTP[$1]}" >>"$W/agent-$1.log" 2>&1 &
+  AGENT[$1]=$!
+}
+for n in pg1 pg2 pg3; do start_agent "$n"; done
+status() { "$B" ha -n af status --output json 2>/dev/null; }
+leader() { status | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")' 2>/dev/null || true; }
+# Healthy: a leader, both others streaming from it, one of them synchronous.
+healthy() {
+  local l; l=$(leader); [ -n "$l" ] || return 1
+  [ "$("$B" psql -n af --node "$l" -- -Atc "SELECT count(*) FILTER (WHERE state = 'streaming') || ':' || count(*) FILTER (WHERE sync_state = 'sync') FROM pg_stat_replication" 2>/dev/null)" = "2:1" ]
+}
+wait_healthy() {
+  for _ in $(seq 600); do healthy && return 0; sleep 0.2; done
+  log "the cluster did not become healthy"; tail -20 "$W"/agent-*.log >&2; return 1
+}
+addr() { echo "127.0.0.${1#pg}:$PORT"; }
+
+for fault in crash hang node; do
+  : >"$W/$fault.jsonl"
+  for i in $(seq "$N"); do
+    wait_healthy
+    l=$(leader)
+    pm=$(head -1 "$W/$l/postmaster.pid")
+    case $fault in
+      crash) f=(kill -9 -- "-$pm") ;;
+      hang) f=(kill -STOP "$pm") ;;
+      node) f=(sh -c "kill -9 ${AGENT[$l]}; kill -9 -- -$pm") ;;
+    esac
+    phase=$(python3 -c 'import random; print(int(random.uniform(0, 2000)))')
+    if out=$("$PROBE" --nodes "$(addr pg1),$(addr pg2),$(addr pg3)" --password-file "$W/pw" --old "$(addr "$l")" --phase-ms "$phase" -- "${f[@]}"); then
+      echo "$out" >>"$W/$fault.jsonl"
+      log "$fault $i/$N on $l: $out"
+    else
+      log "$fault $i/$N on $l: no failover: $out"; tail -30 "$W"/agent-*.log >&2; exit 1
+    fi
+    if [ "$fault" = node ]; then start_agent "$l"; fi
+  done
+done
+
+echo "| fault (N=$N each, lease TTL 2 s, random phase) | time to first commit on the new primary p50 / p95 / max | longest write gap p50 / p95 / max | dual-ack overlap | acknowledged ids lost |"
+echo "| --- | --- | --- | --- | --- |"
+for fault in crash hang node; do
+  python3 - "$W/$fault.jsonl" "$fault" <<'PY'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def q(v, p):
+    v = sorted(v); return v[min(len(v) - 1, int(round(p * (len(v) - 1))))]
+def f(k):
+    v = [r[k] for r in rows]
+    return f"{statistics.median(v):.2f} / {q(v, 0.95):.2f} / {max(v):.2f} s"
+name = {"crash": "PostgreSQL crash on the primary (kill -9)", "hang": "hung primary (SIGSTOP of the postmaster)",
+        "node": "the primary's agent and PostgreSQL killed (node death without a partition)"}[sys.argv[2]]
+print(f"| {name} | {f('rto_s')} | {f('gap_s')} | {max(r['dual_ack_s'] for r in rows):.3f} s max | {sum(r['lost'] for r in rows)} of {sum(r['acked'] for r in rows)} |")
+PY
+done
+if [ -n "${PEERS:-}" ] && [ -d "$PEERS" ]; then
+  echo
+  echo "Peers, same machine, from \`../shared/peers/run_all.sh\` output in $PEERS (write downtime after SIGKILL of the primary's manager and PostgreSQL):"
+  echo
+  grep -hE 'failover.*(downtime_max|rto)' "$PEERS"/*.txt | sed 's/^/    /' || true
+fi
