@@ -12,6 +12,7 @@
 # agents rejoin the old primary; the next run faults whoever is primary.
 #   bench/doctor.sh                 # N=20
 #   N=3 bench/doctor.sh             # a quick smoke run
+#   PROFILE=fast FAULTS=node bench/doctor.sh   # node death with the 1 s lease profile
 #   PEERS=/tmp/peers-out bench/doctor.sh   # add ../shared/peers figures from that run's output
 # Prints a Markdown table (stdout); progress on stderr. Every process it
 # starts is stopped by PID when it exits, also on failure.
@@ -19,6 +20,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 N=${N:-20}
+PROFILE=${PROFILE:-default}   # the agents' lease profile: default (2 s) or fast (1 s)
+FAULTS=${FAULTS:-crash hang node}
 cargo build --release -q
 cargo build --release -q --example failover_probe
 B=$PWD/target/release/pgscale
@@ -29,10 +32,16 @@ chmod 755 "$W"
 PIDS=()
 declare -A AGENT HTTP
 cleanup() {
+  local rc=$?
   for p in "${PIDS[@]}" "${AGENT[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  if [ "$rc" != 0 ]; then
+    mkdir -p "$W.logs" && cp "$W"/*.log "$W"/*/log/*.log "$W.logs/" 2>/dev/null || true
+    cp "$W"/home/af/*.log "$W.logs/" 2>/dev/null || true
+    log "logs kept in $W.logs"
+  fi
   # The fence guards (started by the agents) name their FIFO under $W.
   for d in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q -- "--fifo $W/"; then kill -9 "${d#/proc/}" 2>/dev/null || true; fi
+    if { tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null | grep -q -- "--fifo $W/"; then kill -9 "${d#/proc/}" 2>/dev/null || true; fi
   done
   stop_servers
 }
@@ -50,7 +59,7 @@ chmod 600 "$W/pw"
 start_agent() { # node
   local i=${1#pg}
   [ -n "${HTTP[$1]:-}" ] || HTTP[$1]="127.0.0.$i:$(free_port "$i")"
-  "$B" agent -n af --node "$1" --http "${HTTP[$1]}" >>"$W/agent-$1.log" 2>&1 &
+  "$B" agent -n af --node "$1" --http "${HTTP[$1]}" --profile "$PROFILE" >>"$W/agent-$1.log" 2>&1 &
   AGENT[$1]=$!
 }
 for n in pg1 pg2 pg3; do start_agent "$n"; done
@@ -63,11 +72,11 @@ healthy() {
 }
 wait_healthy() {
   for _ in $(seq 600); do healthy && return 0; sleep 0.2; done
-  log "the cluster did not become healthy"; tail -20 "$W"/agent-*.log >&2; return 1
+  log "the cluster did not become healthy"; tail -n 20 "$W"/agent-*.log >&2; return 1
 }
 addr() { echo "127.0.0.${1#pg}:$PORT"; }
 
-for fault in crash hang node; do
+for fault in $FAULTS; do
   : >"$W/$fault.jsonl"
   for i in $(seq "$N"); do
     wait_healthy
@@ -78,20 +87,21 @@ for fault in crash hang node; do
       hang) f=(kill -STOP "$pm") ;;
       node) f=(sh -c "kill -9 ${AGENT[$l]}; kill -9 -- -$pm") ;;
     esac
-    phase=$(python3 -c 'import random; print(int(random.uniform(0, 2000)))')
+    ttl_ms=$([ "$PROFILE" = fast ] && echo 1000 || echo 2000)
+    phase=$(python3 -c "import random; print(int(random.uniform(0, $ttl_ms)))")
     if out=$("$PROBE" --nodes "$(addr pg1),$(addr pg2),$(addr pg3)" --password-file "$W/pw" --old "$(addr "$l")" --phase-ms "$phase" -- "${f[@]}"); then
       echo "$out" >>"$W/$fault.jsonl"
       log "$fault $i/$N on $l: $out"
     else
-      log "$fault $i/$N on $l: no failover: $out"; tail -30 "$W"/agent-*.log >&2; exit 1
+      log "$fault $i/$N on $l: no failover: $out"; tail -n 30 "$W"/agent-*.log >&2; exit 1
     fi
     if [ "$fault" = node ]; then start_agent "$l"; fi
   done
 done
 
-echo "| fault (N=$N each, lease TTL 2 s, random phase) | time to first commit on the new primary p50 / p95 / max | longest write gap p50 / p95 / max | dual-ack overlap | acknowledged ids lost |"
+echo "| fault (N=$N each, profile $PROFILE: lease TTL $([ "$PROFILE" = fast ] && echo 1 || echo 2) s, random phase) | time to first commit on the new primary p50 / p95 / max | longest write gap p50 / p95 / max | dual-ack overlap | acknowledged ids lost |"
 echo "| --- | --- | --- | --- | --- |"
-for fault in crash hang node; do
+for fault in $FAULTS; do
   python3 - "$W/$fault.jsonl" "$fault" <<'PY'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

@@ -101,6 +101,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     let tick = Duration::from_millis(cfg.profile.period_ms);
     tracing::info!(cluster = %cfg.name, node = %cfg.node, ttl_s, http = %addr, "agent started");
     let mut ready = false;
+    let mut again = false;
     loop {
         let started = Instant::now();
         if cfg.run_for.is_some_and(|d| t0.elapsed() >= d) {
@@ -163,7 +164,12 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
                 act.term = Some(l.term);
             }
         }
-        let d = doctor::decide(&v);
+        // A server that answered with an error (starting up, refusing our
+        // login) is neither hung nor known: nothing is decided on it.
+        let d = match (&o.state, &o.error) {
+            (model::RunState::Running, Some(e)) => doctor::Decision::Idle { why: format!("PostgreSQL answered with an error: {e}") },
+            _ => doctor::decide(&v),
+        };
         report(&shared, &v, &d, &o, keys.is_ok(), margin);
         // The guard fences at the same deadline if this loop stops running.
         let acking = v.mode == model::HaMode::Enabled
@@ -191,6 +197,18 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             ready = true;
         }
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        // After a step of a race (withdrawn, key taken or given up) look
+        // again at once: the next step need not wait for the tick.
+        // Once in a row at most: a step that keeps failing waits for the tick.
+        let step = matches!(
+            d,
+            doctor::Decision::Withdraw { .. } | doctor::Decision::Release { .. } | doctor::Decision::Fence { release: true, .. }
+        );
+        if step && !again {
+            again = true;
+            continue;
+        }
+        again = false;
         let spent = started.elapsed();
         if spent < tick {
             tokio::time::sleep(tick - spent).await;

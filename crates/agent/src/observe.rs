@@ -32,9 +32,9 @@ pub fn local(inv: &Inventory, me: &str, o: &NodeObservation) -> Local {
     let n = inv.node(me).expect("the agent's node is in the inventory");
     let alive = postmaster(&n.data_dir).is_some();
     let run = match o.state {
-        RunState::Running if o.error.is_none() => PgRun::Running,
-        // Answers but will not serve, or does not answer: there is a postmaster.
-        RunState::Running | RunState::Unreachable if alive => PgRun::Hung,
+        // Answered (with an error, too: the loop decides nothing then).
+        RunState::Running => PgRun::Running,
+        // No answer within the deadline, or refused, while a postmaster lives: hung.
         _ if alive => PgRun::Hung,
         _ => PgRun::Stopped,
     };
