@@ -4,7 +4,7 @@
 # fault injected at a uniformly random phase in [0, TTL) by the probe
 # (crates/cli/examples/failover_probe.rs: one writer per node every 10 ms,
 # acknowledgements and the fault stamped on CLOCK_MONOTONIC). Faults:
-#   crash  kill -9 of the primary's postmaster and its process group
+#   crash  kill -9 of the primary's postmaster and every process under it
 #   hang   SIGSTOP of the primary's postmaster (fresh connections hang)
 #   node   kill -9 of the primary's agent and PostgreSQL (the agent comes back)
 # Setup: a 3-member etcd (500 ms election), pg1 primary, pg2 sync, pg3 async,
@@ -83,9 +83,11 @@ for fault in $FAULTS; do
     l=$(leader)
     pm=$(head -1 "$W/$l/postmaster.pid")
     case $fault in
-      crash) f=(kill -9 -- "-$pm") ;;
+      # The postmaster and every process under it (it is not always a
+      # process-group leader: a server restarted by a rejoin is not).
+      crash) f=(sh -c 'kill -9 "$1" $(ps -o pid= --ppid "$1")' sh "$pm") ;;
       hang) f=(kill -STOP "$pm") ;;
-      node) f=(sh -c "kill -9 ${AGENT[$l]}; kill -9 -- -$pm") ;;
+      node) f=(sh -c 'kill -9 "$2" "$1" $(ps -o pid= --ppid "$1")' sh "$pm" "${AGENT[$l]}") ;;
     esac
     ttl_ms=$([ "$PROFILE" = fast ] && echo 1000 || echo 2000)
     phase=$(python3 -c "import random; print(int(random.uniform(0, $ttl_ms)))")

@@ -167,7 +167,9 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         // A server that answered with an error (starting up, refusing our
         // login) is neither hung nor known: nothing is decided on it.
         let d = match (&o.state, &o.error) {
-            (model::RunState::Running, Some(e)) => doctor::Decision::Idle { why: format!("PostgreSQL answered with an error: {e}") },
+            (model::RunState::Running, Some(e)) => {
+                doctor::Decision::Idle { why: format!("PostgreSQL answered with an error: {e}") }
+            }
             _ => doctor::decide(&v),
         };
         report(&shared, &v, &d, &o, keys.is_ok(), margin);
@@ -202,7 +204,9 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         // Once in a row at most: a step that keeps failing waits for the tick.
         let step = matches!(
             d,
-            doctor::Decision::Withdraw { .. } | doctor::Decision::Release { .. } | doctor::Decision::Fence { release: true, .. }
+            doctor::Decision::Withdraw { .. }
+                | doctor::Decision::Release { .. }
+                | doctor::Decision::Fence { release: true, .. }
         );
         if step && !again {
             again = true;

@@ -31,7 +31,8 @@ async fn connect(addr: &str, pw: &str) -> Option<tokio_postgres::Client> {
     let mut c = tokio_postgres::Config::new();
     c.host(h).port(p.parse().ok()?).user("postgres").password(pw).dbname("postgres");
     c.connect_timeout(Duration::from_millis(300));
-    let (cl, conn) = tokio::time::timeout(Duration::from_millis(500), c.connect(tokio_postgres::NoTls)).await.ok()?.ok()?;
+    let (cl, conn) =
+        tokio::time::timeout(Duration::from_millis(500), c.connect(tokio_postgres::NoTls)).await.ok()?.ok()?;
     tokio::spawn(conn);
     Some(cl)
 }
@@ -49,7 +50,9 @@ async fn main() {
     let warmup = 1500.0;
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicI64::new(
-        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 % 1_000_000_000) * 1000,
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+            % 1_000_000_000)
+            * 1000,
     ));
     let acks: Arc<Mutex<Vec<(String, i64, f64)>>> = Arc::default();
     let mut tasks = Vec::new();
@@ -65,7 +68,12 @@ async fn main() {
                 }
                 if let Some(cl) = &c {
                     let id = next.fetch_add(1, Ordering::Relaxed);
-                    match tokio::time::timeout(Duration::from_secs(1), cl.execute("INSERT INTO probe (id) VALUES ($1)", &[&id])).await {
+                    match tokio::time::timeout(
+                        Duration::from_secs(1),
+                        cl.execute("INSERT INTO probe (id) VALUES ($1)", &[&id]),
+                    )
+                    .await
+                    {
                         Ok(Ok(_)) => acks.lock().unwrap().push((n.clone(), id, now_ms())),
                         _ => c = None,
                     }
