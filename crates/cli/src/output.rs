@@ -137,6 +137,11 @@ pub fn print_status(r: &StatusReport, fmt: OutputFormat) {
     if let Some(e) = &r.store_error {
         println!("  store: {e}");
     }
+    match r.automatic_failover {
+        Some(model::HaMode::Paused) => println!("  automatic failover: PAUSED (maintenance: agents observe, never act)"),
+        Some(m) => println!("  automatic failover: {}", m.as_str()),
+        None => {}
+    }
     for n in &r.nodes {
         if let Some(e) = &n.error {
             println!("  {}: {e}", n.name);

@@ -6,16 +6,7 @@ use testkit::{free_port, Kit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgscale");
 
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+use testkit::ok;
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -57,6 +48,11 @@ fn ha_modes_live_in_etcd_and_a_home_cluster_is_refused() {
     ok(ha(&k, &["pause"]));
     let o = ok(ha(&k, &["status"]));
     assert!(text(&o).contains("PAUSED (maintenance)"), "{}", text(&o));
+    // The cluster's status says so too.
+    let o = ok(k.cmd().args(["status", "-n", "hm"]).output().unwrap());
+    assert!(text(&o).contains("automatic failover: PAUSED"), "{}", text(&o));
+    let o = ok(k.cmd().args(["status", "-n", "hm", "--output", "json"]).output().unwrap());
+    assert_eq!(serde_json::from_slice::<Value>(&o.stdout).unwrap()["automatic_failover"], "paused");
     ok(ha(&k, &["resume"]));
     assert_eq!(status(&k)["mode"], "enabled");
     ok(ha(&k, &["disable"]));

@@ -9,16 +9,7 @@ use testkit::{free_port, Kit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pgscale");
 
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+use testkit::ok;
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -14,6 +14,9 @@ pub async fn run(stores: &Stores, name: &str, timeout: Duration) -> Result<Statu
     let obs = pg::probe_all(&targets, timeout).await;
     let mut r = plan::status::report(&inv, &obs);
     r.store = store.describe();
+    if store_error.is_none() && store.kind() == store::Kind::Etcd {
+        r.automatic_failover = Some(store.ha(name).await.ok().flatten().map(|s| s.mode).unwrap_or_default());
+    }
     r.store_error = store_error;
     Ok(r)
 }

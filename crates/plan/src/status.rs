@@ -39,6 +39,10 @@ pub struct StatusReport {
     /// machine saw last were probed instead; says why and since when.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_error: Option<String>,
+    /// Automatic failover (`pgscale ha`): enabled, disabled or paused;
+    /// absent when the store cannot say (the home, or etcd unreachable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub automatic_failover: Option<model::HaMode>,
 }
 
 fn lsn(l: Option<PgLsn>) -> Option<String> {
@@ -98,7 +102,14 @@ pub fn report(inv: &Inventory, obs: &Observed) -> StatusReport {
             }
         })
         .collect();
-    StatusReport { cluster: inv.name.clone(), primary, nodes, store: String::new(), store_error: None }
+    StatusReport {
+        cluster: inv.name.clone(),
+        primary,
+        nodes,
+        store: String::new(),
+        store_error: None,
+        automatic_failover: None,
+    }
 }
 
 #[cfg(test)]

@@ -69,39 +69,49 @@ impl Kit {
         let mut c = assert_cmd::Command::new(&self.bin);
         // TMPDIR: ssh control sockets (and their master processes) live
         // under the kit, so the kit can find and stop them.
-        c.env("PGSCALE_HOME", self.home())
-            .env("TMPDIR", self.dir.path())
-            .env_remove("PGSCALE_FAILPOINT")
-            .timeout(Duration::from_secs(180));
-        for v in
-            ["PGSCALE_ETCD", "PGSCALE_ETCD_PREFIX", "PGSCALE_ETCD_KEY_FILE", "PGSCALE_LOCK_WAIT", "PGSCALE_LOCK_TTL"]
-        {
-            c.env_remove(v);
-        }
-        if let Some(e) = &self.etcd {
-            c.env("PGSCALE_ETCD", e.endpoints())
-                .env("PGSCALE_ETCD_PREFIX", "/test")
-                .env("PGSCALE_LOCK_TTL", "2s")
-                .env("PGSCALE_LOCK_WAIT", "10s");
+        c.timeout(Duration::from_secs(180));
+        for (k, v) in self.env() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
         }
         c
+    }
+
+    /// The environment of every `pgscale` the kit runs: its home, TMPDIR,
+    /// no failpoint, and the kit's etcd (if any) with short lock timings.
+    fn env(&self) -> Vec<(&'static str, Option<String>)> {
+        let mut v = vec![
+            ("PGSCALE_HOME", Some(self.home().display().to_string())),
+            ("TMPDIR", Some(self.dir.path().display().to_string())),
+            ("PGSCALE_FAILPOINT", None),
+            ("PGSCALE_ETCD_KEY_FILE", None),
+        ];
+        match &self.etcd {
+            Some(e) => v.extend([
+                ("PGSCALE_ETCD", Some(e.endpoints())),
+                ("PGSCALE_ETCD_PREFIX", Some("/test".to_string())),
+                ("PGSCALE_LOCK_TTL", Some("2s".to_string())),
+                ("PGSCALE_LOCK_WAIT", Some("10s".to_string())),
+            ]),
+            None => v.extend(
+                ["PGSCALE_ETCD", "PGSCALE_ETCD_PREFIX", "PGSCALE_LOCK_TTL", "PGSCALE_LOCK_WAIT"].map(|k| (k, None)),
+            ),
+        }
+        v
     }
 
     /// `pgscale` as a plain process (for daemons such as the agent), with
     /// the same environment as [`Kit::cmd`]; wrap it in [`Child`].
     pub fn spawn(&self, args: &[&str], log: &str) -> Child {
         let mut c = Command::new(&self.bin);
-        c.args(args).env("PGSCALE_HOME", self.home()).env("TMPDIR", self.dir.path()).env_remove("PGSCALE_FAILPOINT");
-        for v in
-            ["PGSCALE_ETCD", "PGSCALE_ETCD_PREFIX", "PGSCALE_ETCD_KEY_FILE", "PGSCALE_LOCK_WAIT", "PGSCALE_LOCK_TTL"]
-        {
-            c.env_remove(v);
-        }
-        if let Some(e) = &self.etcd {
-            c.env("PGSCALE_ETCD", e.endpoints())
-                .env("PGSCALE_ETCD_PREFIX", "/test")
-                .env("PGSCALE_LOCK_TTL", "2s")
-                .env("PGSCALE_LOCK_WAIT", "10s");
+        c.args(args);
+        for (k, v) in self.env() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
         }
         let f = std::fs::File::create(self.path(log)).expect("log file");
         c.stdout(std::process::Stdio::null()).stderr(f);
@@ -269,6 +279,18 @@ impl Drop for Child {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A finished command's output, or a panic showing its exit code and output.
+pub fn ok(o: std::process::Output) -> std::process::Output {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
 }
 
 /// Run a command to completion; panic with its output if it fails.

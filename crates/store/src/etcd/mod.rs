@@ -161,19 +161,27 @@ impl EtcdStore {
 
     /// The sealed passwords and the key that opens them.
     async fn read_secrets(&self, name: &str) -> Result<Option<crypt::Sealed>, StoreError> {
-        let k = self.key(name, "secrets");
+        self.get_json(&self.key(name, "secrets"))
+            .await?
+            .map_err(|e| StoreError::Key(format!("the sealed passwords of {name} in etcd are unreadable: {e}")))
+    }
+
+    /// One key's value as JSON: Ok(Ok(None)) when absent; the inner error
+    /// when it does not parse (the caller says what it was).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        k: &str,
+    ) -> Result<Result<Option<T>, serde_json::Error>, StoreError> {
         let r = self
             .call(|mut c| {
-                let k = k.clone();
+                let k = k.to_string();
                 async move { c.get(k, None).await }
             })
             .await?;
-        match r.kvs().first() {
+        Ok(match r.kvs().first() {
             None => Ok(None),
-            Some(kv) => serde_json::from_slice(kv.value())
-                .map(Some)
-                .map_err(|e| StoreError::Key(format!("the sealed passwords of {name} in etcd are unreadable: {e}"))),
-        }
+            Some(kv) => serde_json::from_slice(kv.value()).map(Some),
+        })
     }
 
     /// Write the passwords of `name` (sealed) to etcd.
@@ -427,18 +435,7 @@ impl Store for EtcdStore {
 
     async fn ha(&self, name: &str) -> Result<Option<model::HaSetting>, StoreError> {
         let k = self.key(name, "ha/mode");
-        let r = self
-            .call(|mut c| {
-                let k = k.clone();
-                async move { c.get(k, None).await }
-            })
-            .await?;
-        match r.kvs().first() {
-            None => Ok(None),
-            Some(kv) => serde_json::from_slice(kv.value())
-                .map(Some)
-                .map_err(|e| StoreError::Invalid(format!("{k} in etcd is unreadable: {e}"))),
-        }
+        self.get_json(&k).await?.map_err(|e| StoreError::Invalid(format!("{k} in etcd is unreadable: {e}")))
     }
 
     async fn set_ha(&self, name: &str, s: &model::HaSetting) -> Result<(), StoreError> {
