@@ -138,7 +138,9 @@ pub fn print_status(r: &StatusReport, fmt: OutputFormat) {
         println!("  store: {e}");
     }
     match r.automatic_failover {
-        Some(model::HaMode::Paused) => println!("  automatic failover: PAUSED (maintenance: agents observe, never act)"),
+        Some(model::HaMode::Paused) => {
+            println!("  automatic failover: PAUSED (maintenance: agents observe, never act)")
+        }
         Some(m) => println!("  automatic failover: {}", m.as_str()),
         None => {}
     }
