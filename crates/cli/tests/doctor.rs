@@ -293,6 +293,27 @@ fn a_switchover_by_command_with_agents_running_settles_without_fencing() {
     assert_eq!(status_of(&k, "af")["leader"], "pg2");
 }
 
+#[test]
+fn twenty_etcd_leader_moves_cause_no_failover() {
+    let k = Kit::with_etcd(BIN);
+    let (_ports, _agents) = three_nodes_with_agents(&k);
+    let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
+    let mut moved = 0;
+    for _ in 0..20 {
+        if k.etcd.as_ref().unwrap().move_leader() {
+            moved += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
+    assert!(moved >= 18, "etcd's leader moved {moved} times of 20");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let hist = k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
+    assert!(!hist.contains("\"fenced\"") && !hist.contains("promot"), "{hist}\n{}", agent_logs(&k));
+    assert_eq!(testkit::postmaster_pid(&k.path("pg1")), Some(pid), "pg1 untouched");
+    assert!(testkit::alive(pid));
+    assert_eq!(status_of(&k, "af")["leader"], "pg1");
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
     /// kill -9 of the primary's postmaster and every process of its group.

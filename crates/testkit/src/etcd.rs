@@ -100,6 +100,35 @@ impl Etcd {
     }
 
     /// `etcdctl get --prefix` values (tests look for what must not be there).
+    /// Move the etcd leadership to another member (`etcdctl move-leader`);
+    /// true when it moved.
+    pub fn move_leader(&self) -> bool {
+        let eps = self.endpoints();
+        let o = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &eps, "--command-timeout=3s", "endpoint", "status", "-w", "json"])
+            .output()
+            .expect("etcdctl");
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout) else { return false };
+        let Some(all) = v.as_array() else { return false };
+        let leader = all.iter().find_map(|s| s["Status"]["leader"].as_u64());
+        let Some(leader) = leader else { return false };
+        // The current leader's endpoint, and another member's id.
+        let Some(from) = all.iter().find(|s| s["Status"]["header"]["member_id"].as_u64() == Some(leader)) else {
+            return false;
+        };
+        let Some(to) = all.iter().filter_map(|s| s["Status"]["header"]["member_id"].as_u64()).find(|id| *id != leader)
+        else {
+            return false;
+        };
+        let ep = from["Endpoint"].as_str().unwrap_or_default().to_string();
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &ep, "--command-timeout=3s", "move-leader", &format!("{to:x}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
     pub fn dump(&self, prefix: &str) -> String {
         let eps: Vec<&str> = self.members.iter().filter(|m| m.child.is_some()).map(|m| m.client_url.as_str()).collect();
         let o = Command::new("etcdctl")
