@@ -10,16 +10,7 @@ fn kit() -> Kit {
     Kit::new(env!("CARGO_BIN_EXE_pgscale"))
 }
 
-fn ok(o: std::process::Output) -> std::process::Output {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+use testkit::ok;
 
 fn status(k: &Kit, c: &str) -> Value {
     let out = ok(k.cmd().args(["status", "-n", c, "--output", "json"]).output().unwrap());
