@@ -19,8 +19,7 @@ pub struct Actor<'a> {
     pub term: Option<i64>,
     /// Each decision logged once, when it changes.
     last: String,
-    /// Asynchronous mode: promote although the candidate was not synchronous
-    /// (the doctor checked the lag limit).
+    /// The command line recorded in the operation log of the operations it runs.
     argv: Vec<String>,
     /// The HTTP address this agent listens on.
     pub api_url: String,

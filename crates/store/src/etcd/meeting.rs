@@ -190,32 +190,25 @@ impl Meeting {
     /// Write leader-only keys (`sync`, `status`, `history/...`) if `me` still
     /// holds the leader key of `term`; false when it does not.
     pub async fn put_as_leader(&self, me: &str, term: i64, puts: &[(&str, String)]) -> Result<bool, StoreError> {
-        let k = self.key("leader");
         let ops: Vec<TxnOp> = puts.iter().map(|(leaf, v)| TxnOp::put(self.key(leaf), v.clone(), None)).collect();
-        let txn = Txn::new()
-            .when([
-                Compare::create_revision(k.clone(), CompareOp::Equal, term),
-                Compare::value(k.clone(), CompareOp::Equal, me),
-            ])
-            .and_then(ops);
-        let r = self
-            .call(|mut c| {
-                let t = txn.clone();
-                async move { c.txn(t).await }
-            })
-            .await?;
-        Ok(r.succeeded())
+        self.as_leader(me, term, ops).await
     }
 
     /// Delete the leader key if it is still `me`'s of `term`.
     pub async fn release_leader(&self, me: &str, term: i64) -> Result<bool, StoreError> {
+        self.as_leader(me, term, vec![TxnOp::delete(self.key("leader"), None)]).await
+    }
+
+    /// Run `ops` only while the leader key is `me`'s of `term` (a stale
+    /// leader writes nothing); whether they ran.
+    async fn as_leader(&self, me: &str, term: i64, ops: Vec<TxnOp>) -> Result<bool, StoreError> {
         let k = self.key("leader");
         let txn = Txn::new()
             .when([
                 Compare::create_revision(k.clone(), CompareOp::Equal, term),
-                Compare::value(k.clone(), CompareOp::Equal, me),
+                Compare::value(k, CompareOp::Equal, me),
             ])
-            .and_then([TxnOp::delete(k.clone(), None)]);
+            .and_then(ops);
         let r = self
             .call(|mut c| {
                 let t = txn.clone();
