@@ -181,6 +181,14 @@ impl<'a> Actor<'a> {
                     dry_run: false,
                     yes: true,
                     timeout: Duration::from_secs(2),
+                    // The old leader without an agent (its lease expired): a
+                    // dead or cut-off host is not tried again.
+                    known_down: v
+                        .last_leader
+                        .iter()
+                        .filter(|l| **l != me && !v.members.contains_key(*l))
+                        .cloned()
+                        .collect(),
                 };
                 let t0 = Instant::now();
                 match ops::ha::failover(self.env(), r).await {

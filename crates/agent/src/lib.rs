@@ -97,7 +97,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     let cl = ops::Cluster::open(store.clone(), inv.clone(), Duration::from_secs(5), false).await?;
     let mut act = act::Actor::new(stores, &cfg, meet.clone(), cl);
     act.api_url = addr.clone();
-    let mut mem = observe::Memory { last_term: 0, last_leader: None, last_leader_lsn: None };
+    let mut mem = observe::Memory::default();
     let tick = Duration::from_millis(cfg.profile.period_ms);
     tracing::info!(cluster = %cfg.name, node = %cfg.node, ttl_s, http = %addr, "agent started");
     let mut ready = false;
@@ -133,13 +133,15 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         } else {
             current
         };
-        if let Ok(i) = store.load(&cfg.name).await {
+        // The inventory and the meeting's keys at once, each within the
+        // attempt deadline: an unreachable etcd costs one attempt per tick.
+        let (loaded, snap) = tokio::join!(tokio::time::timeout(attempt, store.load(&cfg.name)), meet.snapshot());
+        if let Ok(Ok(i)) = loaded {
             inv = i;
         }
-        let keys = meet.snapshot().await;
-        let holder = match &keys {
-            Ok(_) => meet.lock_holder().await.ok().flatten(),
-            Err(_) => None,
+        let (keys, holder) = match snap {
+            Ok(s) => (Some(s.keys), s.lock_holder),
+            Err(_) => (None, None),
         };
         let margin = {
             let l = lease.lock().unwrap_or_else(|e| e.into_inner());
@@ -150,7 +152,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         let local = observe::local(&inv, &cfg.node, &o);
         let v = observe::view(
             &cfg.node,
-            keys.as_ref().ok(),
+            keys.as_ref(),
             holder.is_some(),
             local,
             &mut mem,
@@ -172,7 +174,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             }
             _ => doctor::decide(&v),
         };
-        report(&shared, &v, &d, &o, keys.is_ok(), margin);
+        report(&shared, &v, &d, &o, keys.is_some(), margin);
         // The guard fences at the same deadline if this loop stops running.
         let acking = v.mode == model::HaMode::Enabled
             && v.local.run != doctor::PgRun::Stopped

@@ -84,11 +84,15 @@ pub struct Published {
     pub api_url: String,
 }
 
-/// The doctor's view from the keys and the local server.
+/// What the agent remembers from earlier ticks (for a tick when etcd does
+/// not answer, and to keep the highest term it saw).
+#[derive(Default)]
 pub struct Memory {
     pub last_term: i64,
     pub last_leader: Option<String>,
     pub last_leader_lsn: Option<u64>,
+    /// The mode last read: etcd's silence does not turn automatic failover off.
+    pub mode: model::HaMode,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -114,6 +118,7 @@ pub fn view(
         ..Default::default()
     };
     let Some(keys) = keys else {
+        v.mode = mem.mode;
         v.last_term = mem.last_term;
         v.last_leader = mem.last_leader.clone();
         return v;
@@ -123,6 +128,7 @@ pub fn view(
         .and_then(|k| serde_json::from_str::<model::HaSetting>(&k.value).ok())
         .map(|s| s.mode)
         .unwrap_or_default();
+    mem.mode = v.mode;
     if locked_by_other && v.mode == model::HaMode::Enabled {
         // A pgscale command changes the cluster: agents wait for it.
         v.mode = model::HaMode::Paused;

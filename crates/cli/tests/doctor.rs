@@ -7,6 +7,7 @@ use testkit::{free_port, Kit};
 const BIN: &str = env!("CARGO_BIN_EXE_pgscale");
 
 use testkit::ok;
+use testkit::probe::{Probe, Target};
 
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
@@ -81,75 +82,6 @@ fn ha_modes_live_in_etcd_and_a_home_cluster_is_refused() {
     let o = h.cmd().args(["agent", "-n", "hm", "--node", "pg1"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("store migrate"), "{}", text(&o));
-}
-
-/// One writer per node, straight to that node (no multi-host connection
-/// string): every 10 ms an insert; each acknowledged id is kept with when
-/// it was acknowledged.
-struct Probe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Vec<(i64, std::time::Instant)>>>,
-}
-
-impl Probe {
-    fn start(nodes: &[(String, u16)], password: &str) -> Probe {
-        use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-        use std::sync::Arc;
-        let stop = Arc::new(AtomicBool::new(false));
-        let next = Arc::new(AtomicI64::new(1));
-        let threads = nodes
-            .iter()
-            .map(|(host, port)| {
-                let (host, port, pw, stop, next) =
-                    (host.clone(), *port, password.to_string(), stop.clone(), next.clone());
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(async move {
-                        let mut acked = Vec::new();
-                        let mut client: Option<tokio_postgres::Client> = None;
-                        let t0 = std::time::Instant::now();
-                        // Bounded: at most 3 minutes, whatever happens.
-                        while !stop.load(Ordering::Relaxed) && t0.elapsed() < std::time::Duration::from_secs(180) {
-                            if client.is_none() {
-                                let mut c = tokio_postgres::Config::new();
-                                c.host(&host).port(port).user("postgres").password(&pw).dbname("postgres");
-                                c.connect_timeout(std::time::Duration::from_millis(500));
-                                if let Ok(Ok((cl, conn))) = tokio::time::timeout(
-                                    std::time::Duration::from_secs(1),
-                                    c.connect(tokio_postgres::NoTls),
-                                )
-                                .await
-                                {
-                                    tokio::spawn(conn);
-                                    client = Some(cl);
-                                }
-                            }
-                            if let Some(c) = &client {
-                                let id = next.fetch_add(1, Ordering::Relaxed);
-                                let r = tokio::time::timeout(
-                                    std::time::Duration::from_secs(2),
-                                    c.execute("INSERT INTO probe (id) VALUES ($1)", &[&id]),
-                                )
-                                .await;
-                                match r {
-                                    Ok(Ok(_)) => acked.push((id, std::time::Instant::now())),
-                                    _ => client = None,
-                                }
-                            }
-                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                        }
-                        acked
-                    })
-                })
-            })
-            .collect();
-        Probe { stop, threads }
-    }
-
-    fn finish(self) -> Vec<Vec<(i64, std::time::Instant)>> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.threads.into_iter().map(|t| t.join().unwrap()).collect()
-    }
 }
 
 /// One query as the admin through host:port (HAProxy's ports); None when it fails.
@@ -355,7 +287,7 @@ fn fail_over(fault: Fault) {
             port(*ro).is_some_and(|p| p == ports[1].to_string() || p == ports[2].to_string())
         });
     }
-    let probe = Probe::start(&[("127.0.0.1".into(), ports[0]), ("127.0.0.2".into(), ports[1])], &pw);
+    let probe = Probe::start(vec![Target::new("127.0.0.1", ports[0]), Target::new("127.0.0.2", ports[1])], &pw);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
     let fault_at = std::time::Instant::now();

@@ -245,6 +245,11 @@ pub struct ClusterState {
     /// re-run or `resume` knows where it started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_primary: Option<String>,
+    /// Addresses pgscale commands ran from that are not node addresses
+    /// (the administrator's machines): pg_hba.conf keeps a line for each,
+    /// whoever renders it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_addrs: Vec<std::net::IpAddr>,
 }
 
 impl ClusterState {

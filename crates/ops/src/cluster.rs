@@ -71,6 +71,9 @@ pub struct Cluster {
     pub bin_dir: PathBuf,
     pub os_user: String,
     pub peers: Vec<std::net::IpAddr>,
+    /// This machine's addresses towards the nodes that are not node
+    /// addresses, recorded in the inventory by every run.
+    pub admin_addrs: Vec<std::net::IpAddr>,
 }
 
 impl Cluster {
@@ -82,13 +85,33 @@ impl Cluster {
         deadline: Duration,
         dry_run: bool,
     ) -> Result<Cluster, OpError> {
+        Cluster::open_skipping(store, inv, deadline, dry_run, &[]).await
+    }
+
+    /// [`Cluster::open`] without trying to reach the `down` nodes (their
+    /// hosts are unreachable from the start): a caller that knows a node is
+    /// gone (an agent whose peer's lease expired) does not pay a deadline
+    /// to learn it again.
+    pub async fn open_skipping(
+        store: Arc<dyn Store>,
+        inv: Inventory,
+        deadline: Duration,
+        dry_run: bool,
+        down: &[String],
+    ) -> Result<Cluster, OpError> {
         let users = resolve::secret_users(&inv);
+        let mut reach = inv.clone();
+        reach.nodes.retain(|n| !down.contains(&n.name));
         let (hosts, peers, secrets) = tokio::join!(
-            resolve::hosts(&inv, deadline),
+            resolve::hosts(&reach, deadline),
             resolve::peers(&inv, deadline),
             store.secrets(&inv.name, &users, !dry_run)
         );
-        let (hosts, secrets) = (hosts?, secrets?);
+        let (mut hosts, secrets) = (hosts?, secrets?);
+        let (peers, admin_addrs) = peers;
+        for n in down {
+            hosts.insert(n.clone(), Err(format!("{n} is down (its agent's lease expired): not tried")));
+        }
         let os_user = resolve::os_user_name(&inv);
         let primary = inv.primary().ok_or_else(|| invalid("the inventory has no nodes"))?;
         let bin_dir = match (&inv.postgres.bin_dir, hosts.get(&primary.name)) {
@@ -97,7 +120,7 @@ impl Cluster {
             (None, Some(Err(e))) => return Err(failed(format!("reach the primary {}: {e}", primary.name))),
             (None, None) => return Err(invalid("the primary has no host")),
         };
-        Ok(Cluster { store, inv, hosts, secrets, bin_dir, os_user, peers })
+        Ok(Cluster { store, inv, hosts, secrets, bin_dir, os_user, peers, admin_addrs })
     }
 
     pub fn ctx(&self, wait: Duration) -> plan::steps::Ctx {
@@ -123,7 +146,14 @@ impl Cluster {
         }
     }
 
-    pub fn runtime(&self, desired: Inventory, call: Duration, long: Duration) -> Runtime<'_> {
+    pub fn runtime(&self, mut desired: Inventory, call: Duration, long: Duration) -> Runtime<'_> {
+        // Remember where this run came from: later runs elsewhere (an
+        // agent on a node) keep it in pg_hba.conf.
+        for a in &self.admin_addrs {
+            if !desired.state.admin_addrs.contains(a) {
+                desired.state.admin_addrs.push(*a);
+            }
+        }
         let targets: BTreeMap<_, _> = self.targets().into_iter().collect();
         let nodes = self
             .hosts

@@ -247,8 +247,15 @@ async fn steps_under_load(
             p.name
         ));
         kill_postmaster(&p.data_dir).await?;
-        let r =
-            ha::FailoverRequest { name: NAME.into(), to: None, force: false, dry_run: false, yes: true, timeout: d };
+        let r = ha::FailoverRequest {
+            name: NAME.into(),
+            to: None,
+            force: false,
+            dry_run: false,
+            yes: true,
+            timeout: d,
+            known_down: vec![],
+        };
         ha::failover(env, r).await.map(|_| ())
     })
     .await?;

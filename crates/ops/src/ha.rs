@@ -31,6 +31,9 @@ pub struct FailoverRequest {
     pub dry_run: bool,
     pub yes: bool,
     pub timeout: Duration,
+    /// Nodes the caller knows are gone (an agent: their leases expired):
+    /// not tried, taken as unreachable.
+    pub known_down: Vec<String>,
 }
 
 pub struct RejoinRequest {
@@ -113,8 +116,12 @@ pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpErr
     need_answer_or_yes(env.ui, r.yes, r.dry_run, "failover promotes a standby")?;
     let _lock =
         if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale failover", env.stores.lock_wait()).await?) };
-    let cl = Cluster::open(store.clone(), stored.clone(), r.timeout, r.dry_run).await?;
-    let obs = pg::probe_all(&cl.targets(), r.timeout).await;
+    let cl = Cluster::open_skipping(store.clone(), stored.clone(), r.timeout, r.dry_run, &r.known_down).await?;
+    let targets: Vec<_> = cl.targets().into_iter().filter(|(n, _)| !r.known_down.contains(n)).collect();
+    let mut obs = pg::probe_all(&targets, r.timeout).await;
+    for n in &r.known_down {
+        obs.nodes.insert(n.clone(), model::NodeObservation::unanswered(n, RunState::Unreachable, "known down"));
+    }
     let resumed = stored.state.previous_primary.is_some();
     let old_answers = obs.get(&old).is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Primary);
     if old_answers && !r.force && !resumed {

@@ -59,17 +59,32 @@ pub async fn is_local(n: &NodeSpec, deadline: Duration) -> bool {
 
 /// Addresses that must be allowed in pg_hba: each node's addresses and the
 /// address this machine (where pgscale runs) uses to reach each node.
-pub async fn peers(inv: &Inventory, deadline: Duration) -> Vec<IpAddr> {
+/// The addresses pg_hba.conf lets in: every staying node's, those this
+/// machine connects to them from, and those recorded of earlier runs on
+/// other machines (`state.admin_addrs`: an agent rewriting pg_hba.conf on
+/// its node must not lock out the administrator's machine). Also returns
+/// this machine's own source addresses that are not node addresses (to
+/// record).
+pub async fn peers(inv: &Inventory, deadline: Duration) -> (Vec<IpAddr>, Vec<IpAddr>) {
     // A leaving node's address is no longer a peer.
-    let found = join_all(inv.staying().map(|n| addrs_of(&n.host, deadline))).await;
-    let mut v = Vec::new();
-    for ip in found.into_iter().flatten() {
-        v.push(ip);
-        v.extend(source_address(&ip));
+    let found: Vec<IpAddr> =
+        join_all(inv.staying().map(|n| addrs_of(&n.host, deadline))).await.into_iter().flatten().collect();
+    let mut v = found.clone();
+    let mut mine = Vec::new();
+    for ip in &found {
+        if let Some(src) = source_address(ip) {
+            v.push(src);
+            if !found.contains(&src) && !src.is_loopback() {
+                mine.push(src);
+            }
+        }
     }
+    v.extend(inv.state.admin_addrs.iter().copied());
     v.sort();
     v.dedup();
-    v
+    mine.sort();
+    mine.dedup();
+    (v, mine)
 }
 
 pub fn ssh_target(n: &NodeSpec, os_user: &str) -> SshTarget {

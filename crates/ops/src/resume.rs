@@ -54,6 +54,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
                 dry_run: r.dry_run,
                 yes: r.yes,
                 timeout: r.timeout,
+                known_down: vec![],
             };
             return ha::failover(env, f).await;
         }

@@ -12,6 +12,8 @@ pub struct Member {
     pub peer_url: String,
     dir: PathBuf,
     initial: String,
+    /// The network namespace it runs in (the netns test bed), if any.
+    netns: Option<String>,
     pub child: Option<std::process::Child>,
 }
 
@@ -31,7 +33,7 @@ fn etcd_bin() -> PathBuf {
 impl Etcd {
     /// Start `n` members under `dir` and wait until the cluster has a leader.
     pub fn start(dir: &Path, n: usize) -> Etcd {
-        let mut members: Vec<Member> = (0..n)
+        let members: Vec<Member> = (0..n)
             .map(|i| {
                 let c = crate::free_port("127.0.0.1");
                 let p = crate::free_port("127.0.0.1");
@@ -41,10 +43,35 @@ impl Etcd {
                     peer_url: format!("http://127.0.0.1:{p}"),
                     dir: dir.join(format!("etcd-e{i}")),
                     initial: String::new(),
+                    netns: None,
                     child: None,
                 }
             })
             .collect();
+        Etcd::launch(members)
+    }
+
+    /// One member per host of the namespace test bed, on the host's etcd
+    /// address (ports 2379/2380: each namespace has its own ports).
+    pub fn start_in(dir: &Path, net: &crate::netns::Net) -> Etcd {
+        let members = (0..net.ns.len())
+            .map(|i| {
+                let a = net.etcd_addr(i);
+                Member {
+                    name: format!("e{i}"),
+                    client_url: format!("http://{a}:2379"),
+                    peer_url: format!("http://{a}:2380"),
+                    dir: dir.join(format!("etcd-e{i}")),
+                    initial: String::new(),
+                    netns: Some(net.ns[i].clone()),
+                    child: None,
+                }
+            })
+            .collect();
+        Etcd::launch(members)
+    }
+
+    fn launch(mut members: Vec<Member>) -> Etcd {
         let initial: Vec<String> = members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect();
         for m in &mut members {
             m.initial = initial.join(",");
@@ -144,7 +171,15 @@ impl Member {
     fn start(&mut self) {
         assert!(self.child.is_none(), "{} already runs", self.name);
         let log = std::fs::File::create(self.dir.with_extension("log")).expect("etcd log");
-        let child = Command::new(etcd_bin())
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(etcd_bin());
+                c
+            }
+            None => Command::new(etcd_bin()),
+        };
+        let child = c
             .args(["--name", &self.name, "--data-dir"])
             .arg(&self.dir)
             .args(["--listen-client-urls", &self.client_url, "--advertise-client-urls", &self.client_url])

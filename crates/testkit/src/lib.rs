@@ -4,6 +4,8 @@
 //! Never a dependency of a shipped crate.
 
 pub mod etcd;
+pub mod netns;
+pub mod probe;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -40,7 +42,9 @@ pub struct Kit {
 
 impl Kit {
     pub fn new(bin: &str) -> Kit {
-        let dir = tempfile::Builder::new().prefix("pgscale-test-").tempdir().expect("tempdir");
+        // PGSCALE_TEST_KEEP=1 keeps the directory (logs) for a post-mortem.
+        let keep = std::env::var_os("PGSCALE_TEST_KEEP").is_some();
+        let dir = tempfile::Builder::new().prefix("pgscale-test-").disable_cleanup(keep).tempdir().expect("tempdir");
         // Servers run as the OS user (`postgres` under root): let it in.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
         Kit { etcd: None, dir, bin: PathBuf::from(bin) }
@@ -52,6 +56,15 @@ impl Kit {
     pub fn with_etcd(bin: &str) -> Kit {
         let mut k = Kit::new(bin);
         k.etcd = Some(etcd::Etcd::start(k.dir.path(), 3));
+        k
+    }
+
+    /// A kit whose etcd has one member in each host of the namespace test
+    /// bed (the commands, in the root namespace, reach it over the etcd
+    /// bridge).
+    pub fn with_etcd_in(bin: &str, net: &netns::Net) -> Kit {
+        let mut k = Kit::new(bin);
+        k.etcd = Some(etcd::Etcd::start_in(k.dir.path(), net));
         k
     }
 
@@ -107,10 +120,29 @@ impl Kit {
     pub fn spawn(&self, args: &[&str], log: &str) -> Child {
         let mut c = Command::new(&self.bin);
         c.args(args);
+        self.daemon(c, log)
+    }
+
+    /// [`Kit::spawn`] inside host `i` of the namespace test bed, with a
+    /// TMPDIR of that host's own (SSH control sockets are files: a master
+    /// opened in one namespace must not carry another's connections).
+    pub fn spawn_in(&self, net: &netns::Net, i: usize, args: &[&str], log: &str) -> Child {
+        let mut c = net.command(i, self.bin.to_str().expect("a UTF-8 path"));
+        c.args(args);
+        let tmp = self.path(&format!("tmp-{}", net.ns[i]));
+        std::fs::create_dir_all(&tmp).expect("tmp dir");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        c.env("TMPDIR", &tmp);
+        self.daemon(c, log)
+    }
+
+    fn daemon(&self, mut c: Command, log: &str) -> Child {
         for (k, v) in self.env() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
+            match (k, v) {
+                // a TMPDIR set by the caller (spawn_in) stays
+                ("TMPDIR", _) if c.get_envs().any(|(e, _)| e == "TMPDIR") => continue,
+                (k, Some(v)) => c.env(k, v),
+                (k, None) => c.env_remove(k),
             };
         }
         let f = std::fs::File::create(self.path(log)).expect("log file");
@@ -329,6 +361,16 @@ impl Sshd {
 
     /// An sshd listening on `addr` (a loopback address such as 127.0.0.2).
     pub fn start_on(dir: &Path, addr: &str) -> Sshd {
+        Sshd::launch(dir, addr, free_port(addr), None)
+    }
+
+    /// An sshd inside host `i` of the namespace test bed, on its PostgreSQL
+    /// network address.
+    pub fn start_in(dir: &Path, net: &netns::Net, i: usize) -> Sshd {
+        Sshd::launch(dir, &net.pg_addr(i), 2222, Some((net, i)))
+    }
+
+    fn launch(dir: &Path, addr: &str, port: u16, ns: Option<(&netns::Net, usize)>) -> Sshd {
         let sshd = Path::new("/usr/sbin/sshd");
         assert!(
             sshd.exists(),
@@ -341,7 +383,6 @@ impl Sshd {
         sh(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &p("id")]);
         std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).unwrap();
         std::fs::set_permissions(dir.join("authorized_keys"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        let port = free_port(addr);
         let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
         let mut kh = String::new();
         for part in host_pub.split_whitespace().take(2) {
@@ -366,10 +407,12 @@ impl Sshd {
         );
         std::fs::write(dir.join("sshd_config"), conf).unwrap();
         let log = dir.join("sshd.log");
-        let child = Command::new(sshd)
-            .args(["-D", "-f", &p("sshd_config"), "-E", &log.display().to_string()])
-            .spawn()
-            .expect("start sshd");
+        let mut c = match ns {
+            Some((net, i)) => net.command(i, "/usr/sbin/sshd"),
+            None => Command::new(sshd),
+        };
+        let child =
+            c.args(["-D", "-f", &p("sshd_config"), "-E", &log.display().to_string()]).spawn().expect("start sshd");
         let child = Child(child);
         let until = std::time::Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect((addr, port)).is_err() {

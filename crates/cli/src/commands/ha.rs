@@ -24,6 +24,7 @@ pub async fn failover(env: Env<'_>, fmt: OutputFormat, a: FailoverArgs) -> Resul
         dry_run: a.dry_run,
         yes: a.yes,
         timeout: a.timeout,
+        known_down: vec![],
     };
     let out = ha::failover(env, r).await?;
     Ok(show(env, fmt, &out))

@@ -51,4 +51,6 @@ pub fn retryable(e: &str) -> bool {
         || e.contains("transport error")
         || e.contains("leader changed")
         || e.contains("no leader")
+        // the HTTP/2 keep-alive gave a blackholed member's connection up
+        || e.contains("http2 error")
 }

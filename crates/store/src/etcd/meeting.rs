@@ -19,6 +19,14 @@ use model::EtcdSpec;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// One tick's reading: the `ha/` keys (by leaf) and who holds the
+/// cluster lock.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub keys: BTreeMap<String, Kv>,
+    pub lock_holder: Option<String>,
+}
+
 /// One key as read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Kv {
@@ -122,29 +130,41 @@ impl Meeting {
         }
     }
 
-    /// Every key under `ha/`, by its path below it, in one linearizable read.
-    pub async fn snapshot(&self) -> Result<BTreeMap<String, Kv>, StoreError> {
+    /// The `ha/` keys and the cluster lock's holder (a pgscale command
+    /// changing the cluster), in one transaction: one round trip per tick.
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let base = self.base.clone();
+        let lock = format!("{}lock", self.base.trim_end_matches("ha/"));
         let r = self
             .call(|mut c| {
-                let k = base.clone();
-                async move { c.get(k, Some(GetOptions::new().with_prefix())).await }
+                let (k, lock) = (base.clone(), lock.clone());
+                async move {
+                    let txn = Txn::new()
+                        .and_then(vec![TxnOp::get(k, Some(GetOptions::new().with_prefix())), TxnOp::get(lock, None)]);
+                    c.txn(txn).await
+                }
             })
             .await?;
-        Ok(r.kvs()
-            .iter()
-            .filter_map(|kv| {
-                let k = kv.key_str().ok()?.strip_prefix(&self.base)?.to_string();
-                Some((
-                    k,
+        let mut snap = Snapshot::default();
+        for (i, op) in r.op_responses().into_iter().enumerate() {
+            let etcd_client::TxnOpResponse::Get(g) = op else { continue };
+            for kv in g.kvs() {
+                if i == 1 {
+                    snap.lock_holder = Some(String::from_utf8_lossy(kv.value()).into_owned());
+                    continue;
+                }
+                let Some(k) = kv.key_str().ok().and_then(|k| k.strip_prefix(&self.base)) else { continue };
+                snap.keys.insert(
+                    k.to_string(),
                     Kv {
                         value: String::from_utf8_lossy(kv.value()).into_owned(),
                         create_revision: kv.create_revision(),
                         lease: kv.lease(),
                     },
-                ))
-            })
-            .collect())
+                );
+            }
+        }
+        Ok(snap)
     }
 
     /// Put `leaf` (on `lease` when not 0).
@@ -216,18 +236,6 @@ impl Meeting {
             })
             .await?;
         Ok(r.succeeded())
-    }
-
-    /// The holder of the cluster's lock (a pgscale command), if any.
-    pub async fn lock_holder(&self) -> Result<Option<String>, StoreError> {
-        let k = format!("{}lock", self.base.trim_end_matches("ha/"));
-        let r = self
-            .call(|mut c| {
-                let k = k.clone();
-                async move { c.get(k, None).await }
-            })
-            .await?;
-        Ok(r.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
     }
 
     /// Revoke a lease (its keys go with it).
