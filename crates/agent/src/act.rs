@@ -18,7 +18,7 @@ pub struct Actor<'a> {
     /// The leader key's term while this agent holds it.
     pub term: Option<i64>,
     /// Each decision logged once, when it changes.
-    last: String,
+    last: std::sync::Mutex<String>,
     /// The command line recorded in the operation log of the operations it runs.
     argv: Vec<String>,
     /// The HTTP address this agent listens on.
@@ -36,7 +36,7 @@ impl<'a> Actor<'a> {
             meet,
             cl,
             term: None,
-            last: String::new(),
+            last: std::sync::Mutex::new(String::new()),
             argv: vec![
                 "pgscale".into(),
                 "agent".into(),
@@ -61,7 +61,23 @@ impl<'a> Actor<'a> {
         }
     }
 
-    pub async fn publish(&mut self, v: &View, d: &Decision, lease: i64) {
+    /// Publish this node's state and, on the leader (`Renew`), the
+    /// leader's keys, concurrently.
+    pub async fn publish_and_lead(&mut self, v: &View, d: &Decision, lease: i64, inv: &Inventory, o: &NodeObservation) {
+        let lead = matches!(d, Decision::Renew);
+        let term = self.term;
+        let (_, kept) = tokio::join!(self.publish(v, d, lease), async {
+            match (lead, term) {
+                (true, Some(t)) => self.leader_duties(inv, o, t).await,
+                _ => true,
+            }
+        });
+        if !kept {
+            self.term = None;
+        }
+    }
+
+    async fn publish(&self, v: &View, d: &Decision, lease: i64) {
         let p = Published {
             primary: v.local.run != doctor::PgRun::Stopped && !v.local.in_recovery,
             running: format!("{:?}", v.local.run).to_lowercase(),
@@ -78,15 +94,16 @@ impl<'a> Actor<'a> {
             tracing::debug!("publish: {e}");
         }
         let what = serde_json::to_string(d).unwrap_or_default();
-        if what != self.last {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if what != *last {
             tracing::info!(decision = %what, mode = ?v.mode, leader = ?v.leader, "decision");
-            self.last = what;
+            *last = what;
         }
     }
 
     /// The leader's keys: how far it wrote, which standbys may acknowledge.
-    pub async fn leader_duties(&mut self, inv: &Inventory, o: &NodeObservation) {
-        let Some(term) = self.term else { return };
+    /// False when the key is no longer this node's under `term`.
+    async fn leader_duties(&self, inv: &Inventory, o: &NodeObservation, term: i64) -> bool {
         let status = Status { leader: self.me.clone(), term, lsn: o.lsn.map(u64::from).unwrap_or(0) };
         let sync = crate::observe::sync_set(inv, &self.me, o);
         let puts = [
@@ -94,9 +111,11 @@ impl<'a> Actor<'a> {
             ("sync", serde_json::to_string(&sync).unwrap_or_default()),
         ];
         match self.meet.put_as_leader(&self.me, term, &puts).await {
-            Ok(true) => {}
-            Ok(false) => self.term = None,
-            Err(e) => tracing::debug!("leader keys: {e}"),
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::debug!("leader keys: {e}");
+                true
+            }
         }
     }
 

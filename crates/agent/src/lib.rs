@@ -148,7 +148,9 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             let sent = l.last_ok_send.saturating_duration_since(t0).as_millis() as u64;
             doctor::fence::margin_ms(t0.elapsed().as_millis() as u64, sent, &cfg.profile)
         };
+        let read_ms = started.elapsed().as_millis();
         let o = act.probe_local(&inv).await;
+        let probe_ms = started.elapsed().as_millis() - read_ms;
         let local = observe::local(&inv, &cfg.node, &o);
         let v = observe::view(
             &cfg.node,
@@ -189,11 +191,15 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         } else if !matches!(d, doctor::Decision::Fence { .. } | doctor::Decision::Demote { .. }) {
             guard.disarm();
         }
-        act.publish(&v, &d, lease_id).await;
-        if matches!(d, doctor::Decision::Renew) {
-            act.leader_duties(&inv, &o).await;
-        }
+        // Both writes at once: with etcd silent they cost one attempt, not two.
+        act.publish_and_lead(&v, &d, lease_id, &inv, &o).await;
         act.carry_out(&inv, &v, &d, lease_id).await;
+        let spent = started.elapsed();
+        if spent > tick * 4 && !d.acts() {
+            // A tick that does nothing should take a few milliseconds: say
+            // where the time went (etcd, the local probe, the writes).
+            tracing::warn!(read_ms, probe_ms, total_ms = spent.as_millis() as u64, "slow tick");
+        }
         // systemd (Type=notify): ready after the first full tick; the
         // watchdog is fed by every tick, so a frozen loop gets restarted.
         if !ready {
@@ -215,7 +221,6 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             continue;
         }
         again = false;
-        let spent = started.elapsed();
         if spent < tick {
             tokio::time::sleep(tick - spent).await;
         }

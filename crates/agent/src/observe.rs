@@ -93,6 +93,8 @@ pub struct Memory {
     pub last_leader_lsn: Option<u64>,
     /// The mode last read: etcd's silence does not turn automatic failover off.
     pub mode: model::HaMode,
+    /// The synchronous sets last read (failsafe needs them while etcd is silent).
+    pub sync: SyncSet,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -119,6 +121,7 @@ pub fn view(
     };
     let Some(keys) = keys else {
         v.mode = mem.mode;
+        v.sync = mem.sync.clone();
         v.last_term = mem.last_term;
         v.last_leader = mem.last_leader.clone();
         return v;
@@ -166,6 +169,7 @@ pub fn view(
         }
     }
     v.sync = keys.get("sync").and_then(|k| serde_json::from_str::<SyncSet>(&k.value).ok()).unwrap_or_default();
+    mem.sync = v.sync.clone();
     if let Some(old) = &v.last_leader {
         if *old != v.me && v.leader.is_none() {
             v.old_primary_alive = v.members.get(old).map(|m| m.primary && m.healthy);

@@ -195,3 +195,153 @@ fn a_partitioned_primary_is_fenced_a_standby_promoted_and_it_rejoins_when_the_li
     b.rejoined();
     assert_eq!(b.status()["leader"], "pg2");
 }
+
+#[test]
+fn a_primary_cut_from_etcd_only_is_fenced_and_a_standby_promoted() {
+    let Some(b) = Bed::start(false) else { return };
+    let pid = b.postmaster(1).expect("pg1 runs");
+    let probe = Probe::start(vec![b.target(1), b.target(2)], &b.password());
+    std::thread::sleep(Duration::from_secs(2) + random_phase());
+    let fault_at = Instant::now();
+    // Replication and clients still reach pg1; etcd does not.
+    b.net.set_link(0, Link::Etcd, false);
+    wait_for("pg2 is promoted", 60, || b.primary_is(2));
+    wait_for("pg1's agent fenced its PostgreSQL", 30, || !testkit::alive(pid));
+    std::thread::sleep(Duration::from_secs(2));
+    let acked = probe.finish();
+    let rto = b.check_acks(&acked, 1, 2, fault_at);
+    eprintln!("cut from etcd: first commit on pg2 {rto:.2}s after the cut");
+    // Fence A: its agent or, when the agent's tick was still waiting on
+    // etcd at the deadline, its fence guard (the same deadline).
+    let log = std::fs::read_to_string(b.k.path("agent-pg1.log")).unwrap();
+    let guard = std::fs::read_to_string(b.k.home().join("np/agent-pg1.guard.log")).unwrap_or_default();
+    assert!(
+        log.contains("the leader lease could not be renewed in time") || guard.contains("did not extend the deadline"),
+        "pg1 was fenced at Fence A's deadline\n{}",
+        b.logs()
+    );
+    b.net.set_link(0, Link::Etcd, true);
+    b.rejoined();
+}
+
+#[test]
+fn the_primary_host_dying_with_its_etcd_member_fails_over() {
+    let Some(mut b) = Bed::start(false) else { return };
+    let pid = b.postmaster(1).expect("pg1 runs");
+    let probe = Probe::start(vec![b.target(1), b.target(2)], &b.password());
+    std::thread::sleep(Duration::from_secs(2) + random_phase());
+    let fault_at = Instant::now();
+    // The whole host: its agent, its PostgreSQL and its etcd member.
+    b.kill_agent(1);
+    testkit::kill_server(pid);
+    b.k.etcd.as_mut().unwrap().kill(0);
+    wait_for("pg2 is promoted", 60, || b.primary_is(2));
+    std::thread::sleep(Duration::from_secs(2));
+    let acked = probe.finish();
+    let rto = b.check_acks(&acked, 1, 2, fault_at);
+    eprintln!("host death with its etcd member: first commit on pg2 {rto:.2}s after the fault");
+    // The host comes back: etcd member, then the agent (systemd's order).
+    b.k.etcd.as_mut().unwrap().restart(0);
+    b.agents[0] = Some(b.agent(1, "-again"));
+    b.rejoined();
+}
+
+/// etcd loses its quorum (2 of 3 members killed). Nobody is promoted;
+/// without failsafe the primary is fenced at its lease's end, with
+/// failsafe it goes on while its synchronous standby streams. When etcd is
+/// back, the cluster has a primary again and nothing acknowledged is lost.
+fn etcd_quorum_lost(failsafe: bool) {
+    let Some(mut b) = Bed::start(failsafe) else { return };
+    let pid = b.postmaster(1).expect("pg1 runs");
+    let probe = Probe::start(vec![b.target(1), b.target(2)], &b.password());
+    std::thread::sleep(Duration::from_secs(2) + random_phase());
+    let fault_at = Instant::now();
+    b.k.etcd.as_mut().unwrap().kill(1);
+    b.k.etcd.as_mut().unwrap().kill(2);
+    // Three lease lengths: long enough for anything that would happen.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(b.sql(2, "SELECT pg_is_in_recovery()").as_deref(), Some("t"), "no promotion without etcd\n{}", b.logs());
+    assert_eq!(b.sql(3, "SELECT pg_is_in_recovery()").as_deref(), Some("t"), "no promotion without etcd\n{}", b.logs());
+    let during = Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    if failsafe {
+        assert!(testkit::alive(pid), "failsafe keeps the primary while its sync standby streams\n{}", b.logs());
+        assert!(b.primary_is(1));
+    } else {
+        assert!(!testkit::alive(pid), "without failsafe the primary is fenced at its lease's end\n{}", b.logs());
+    }
+    b.k.etcd.as_mut().unwrap().restart(1);
+    b.k.etcd.as_mut().unwrap().restart(2);
+    let new = if failsafe { 1 } else { 2 };
+    wait_for("a primary once etcd is back", 90, || b.primary_is(1) || b.primary_is(2) || b.primary_is(3));
+    let primary = (1..=3).find(|n| b.primary_is(*n)).unwrap();
+    if failsafe {
+        assert_eq!(primary, 1, "the kept primary stays\n{}", b.logs());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let acked = probe.finish();
+    let acks_during = acked[0].iter().filter(|(_, t)| *t > during).count();
+    if failsafe {
+        assert!(acks_during > 0, "failsafe: pg1 acknowledged commits while etcd was down");
+        assert!(acked[1].is_empty(), "pg2 never acknowledged");
+    } else {
+        assert_eq!(acks_during, 0, "a fenced primary acknowledges nothing");
+    }
+    let all: Vec<String> = acked.iter().flatten().map(|(i, _)| i.to_string()).collect();
+    let found = b.sql(primary, &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
+    assert_eq!(found, all.len().to_string(), "every acknowledged id is on pg{primary}\n{}", b.logs());
+    let _ = (new, fault_at);
+    let hist = b.history();
+    assert!(!hist.contains("\"promoting\"") || !failsafe, "failsafe: nobody was promoted\n{hist}");
+}
+
+#[test]
+fn losing_etcd_quorum_fences_the_primary_and_promotes_nobody() {
+    etcd_quorum_lost(false);
+}
+
+#[test]
+fn losing_etcd_quorum_with_failsafe_keeps_the_primary_and_promotes_nobody() {
+    etcd_quorum_lost(true);
+}
+
+#[test]
+fn a_stale_old_primary_started_first_never_becomes_primary() {
+    let Some(mut b) = Bed::start(false) else { return };
+    let pw = b.password();
+    let probe = Probe::start(vec![b.target(1), b.target(2), b.target(3)], &pw);
+    std::thread::sleep(Duration::from_secs(2));
+    // pg1's host dies (agent and PostgreSQL): pg2 is promoted.
+    let pid1 = b.postmaster(1).expect("pg1 runs");
+    b.kill_agent(1);
+    testkit::kill_server(pid1);
+    wait_for("pg2 is promoted", 60, || b.primary_is(2));
+    std::thread::sleep(Duration::from_secs(2));
+    // Then every host goes down.
+    for n in [2, 3] {
+        b.kill_agent(n);
+        testkit::kill_server(b.postmaster(n).expect("running"));
+    }
+    let acked = probe.finish();
+    // The stale pg1 comes back first, alone: it must not serve as a primary.
+    b.agents[0] = Some(b.agent(1, "-stale"));
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(8) {
+        assert_ne!(b.sql(1, "SELECT pg_is_in_recovery()").as_deref(), Some("f"), "pg1 runs as a primary\n{}", b.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The others come back: a primary emerges that holds every acknowledged id.
+    b.agents[1] = Some(b.agent(2, "-again"));
+    b.agents[2] = Some(b.agent(3, "-again"));
+    wait_for("pg2 or pg3 runs as the primary", 90, || b.primary_is(2) || b.primary_is(3));
+    let primary = if b.primary_is(2) { 2 } else { 3 };
+    let all: Vec<String> = acked.iter().flatten().map(|(i, _)| i.to_string()).collect();
+    let found = b.sql(primary, &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
+    assert_eq!(found, all.len().to_string(), "every acknowledged id is on pg{primary}\n{}", b.logs());
+    let others: Vec<String> = (1..=3).filter(|n| *n != primary).map(|n| format!("pg{n}")).collect();
+    wait_for("both others stream from the new primary", 120, || {
+        b.sql(primary, "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
+            == Some(others.join(",").as_str())
+    });
+    assert_ne!(b.sql(1, "SELECT pg_is_in_recovery()").as_deref(), Some("f"));
+}
