@@ -23,6 +23,9 @@ pub struct Actor<'a> {
     argv: Vec<String>,
     /// The HTTP address this agent listens on.
     pub api_url: String,
+    /// Standbys this leader named in synchronous_standby_names, with its
+    /// WAL position then: eligible once they flushed past it.
+    named_at: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 const PROBE: Duration = Duration::from_secs(1);
@@ -46,6 +49,7 @@ impl<'a> Actor<'a> {
                 cfg.node.clone(),
             ],
             api_url: String::new(),
+            named_at: Default::default(),
         }
     }
 
@@ -68,7 +72,7 @@ impl<'a> Actor<'a> {
         let term = self.term;
         let (_, kept) = tokio::join!(self.publish(v, d, lease), async {
             match (lead, term) {
-                (true, Some(t)) => self.leader_duties(inv, o, t).await,
+                (true, Some(t)) => self.leader_duties(inv, o, t, v.mode == model::HaMode::Enabled).await,
                 _ => true,
             }
         });
@@ -101,22 +105,61 @@ impl<'a> Actor<'a> {
         }
     }
 
-    /// The leader's keys: how far it wrote, which standbys may acknowledge.
-    /// False when the key is no longer this node's under `term`.
-    async fn leader_duties(&self, inv: &Inventory, o: &NodeObservation, term: i64) -> bool {
-        let status = Status { leader: self.me.clone(), term, lsn: o.lsn.map(u64::from).unwrap_or(0) };
-        let sync = crate::observe::sync_set(inv, &self.me, o);
+    /// The leader's keys: how far it wrote, which standbys may acknowledge;
+    /// with `manage` (automatic failover enabled, no command running), the
+    /// synchronous count kept: a stand-in is published in `ackers` first,
+    /// then named in synchronous_standby_names. False when the key is no
+    /// longer this node's under `term`.
+    async fn leader_duties(&self, inv: &Inventory, o: &NodeObservation, term: i64, manage: bool) -> bool {
+        let lsn = o.lsn.map(u64::from).unwrap_or(0);
+        let status = Status { leader: self.me.clone(), term, lsn };
+        let named_at = self.named_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut sync = crate::observe::sync_set(o, &named_at);
+        let live = doctor::sync::parse(o.synchronous_standby_names.as_deref().unwrap_or(""));
+        let change = if manage {
+            doctor::sync::next(&crate::observe::sync_want(inv, &self.me), &live, &crate::observe::streaming(o))
+        } else {
+            None
+        };
+        if let Some(c) = &change {
+            for a in &c.ackers {
+                if !sync.ackers.contains(a) {
+                    sync.ackers.push(a.clone());
+                }
+            }
+        }
         let puts = [
             ("status", serde_json::to_string(&status).unwrap_or_default()),
             ("sync", serde_json::to_string(&sync).unwrap_or_default()),
         ];
         match self.meet.put_as_leader(&self.me, term, &puts).await {
-            Ok(kept) => kept,
+            Ok(true) => {}
+            Ok(false) => return false,
             Err(e) => {
+                // Not published: the setting does not change either.
                 tracing::debug!("leader keys: {e}");
-                true
+                return true;
             }
         }
+        let Some(c) = change else { return true };
+        let Some(t) = self.target(inv, &self.me) else { return true };
+        for sql in [plan::sql::alter_system_set("synchronous_standby_names", &c.conf), "SELECT pg_reload_conf()".into()]
+        {
+            if let Err(e) = pg::execute(&t, &sql, PROBE).await {
+                tracing::warn!("synchronous_standby_names: {e}");
+                return true;
+            }
+        }
+        {
+            let mut at = self.named_at.lock().unwrap_or_else(|e| e.into_inner());
+            for n in doctor::sync::parse(&c.conf).names {
+                if !live.names.contains(&n) {
+                    at.insert(n, lsn);
+                }
+            }
+        }
+        self.history("set the synchronous standbys", &format!("{} ({})", c.conf, c.why)).await;
+        true
     }
 
     async fn history(&self, what: &str, why: &str) {

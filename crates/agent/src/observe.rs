@@ -179,22 +179,46 @@ pub fn view(
 }
 
 /// The synchronous sets as the leader sees them: `ackers` may acknowledge
-/// under the inventory's synchronous_standby_names or do now; `eligible`
-/// acknowledge now (sync_state `sync`: caught up and counted).
-pub fn sync_set(inv: &Inventory, me: &str, o: &NodeObservation) -> SyncSet {
-    let direct: Vec<_> = inv
-        .staying()
-        .filter(|n| n.name != me && !n.state.needs_rejoin && inv.upstream_of(&n.name).is_some_and(|u| u.name == me))
-        .collect();
-    let k = direct.iter().filter(|n| n.sync_mode() == model::SyncMode::Sync).count();
-    let mut ackers: Vec<String> =
-        direct.iter().filter(|n| n.sync_mode() != model::SyncMode::Async).map(|n| n.name.clone()).collect();
+/// under the live synchronous_standby_names (its names, and any WAL sender
+/// reported sync, potential or quorum); `eligible` acknowledge now (sync_state
+/// `sync`) and flushed past the primary's position when they were named
+/// (`named_at`: a name the leader added, with that position).
+pub fn sync_set(o: &NodeObservation, named_at: &BTreeMap<String, u64>) -> SyncSet {
+    let live = doctor::sync::parse(o.synchronous_standby_names.as_deref().unwrap_or(""));
+    let mut ackers = live.names.clone();
     for d in &o.downstreams {
         if matches!(d.sync_state.as_str(), "sync" | "potential" | "quorum") && !ackers.contains(&d.application_name) {
             ackers.push(d.application_name.clone());
         }
     }
-    let eligible =
-        o.downstreams.iter().filter(|d| d.sync_state == "sync").map(|d| d.application_name.clone()).collect();
-    SyncSet { k, ackers, eligible }
+    let eligible = o
+        .downstreams
+        .iter()
+        .filter(|d| d.sync_state == "sync")
+        .filter(|d| {
+            let flushed = d.flush_lsn.map(u64::from).unwrap_or(0);
+            named_at.get(&d.application_name).is_none_or(|at| flushed >= *at)
+        })
+        .map(|d| d.application_name.clone())
+        .collect();
+    SyncSet { k: live.k, ackers, eligible }
+}
+
+/// What the spec asks of `me`'s direct standbys (for [`doctor::sync::next`]).
+pub fn sync_want(inv: &Inventory, me: &str) -> doctor::sync::Want {
+    let direct: Vec<_> = inv
+        .staying()
+        .filter(|n| n.name != me && !n.state.needs_rejoin && inv.upstream_of(&n.name).is_some_and(|u| u.name == me))
+        .collect();
+    let of = |m: model::SyncMode| direct.iter().filter(move |n| n.sync_mode() == m).map(|n| n.name.clone());
+    doctor::sync::Want {
+        k: of(model::SyncMode::Sync).count(),
+        preferred: of(model::SyncMode::Sync).chain(of(model::SyncMode::Potential)).collect(),
+        others: of(model::SyncMode::Async).collect(),
+    }
+}
+
+/// The names whose WAL sender streams now.
+pub fn streaming(o: &NodeObservation) -> Vec<String> {
+    o.downstreams.iter().filter(|d| d.state == "streaming").map(|d| d.application_name.clone()).collect()
 }

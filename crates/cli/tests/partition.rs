@@ -345,3 +345,69 @@ fn a_stale_old_primary_started_first_never_becomes_primary() {
     });
     assert_ne!(b.sql(1, "SELECT pg_is_in_recovery()").as_deref(), Some("f"));
 }
+
+/// The synchronous standby is lost (its host dies, or is cut off): commits
+/// on the primary wait only until the leader names the asynchronous standby
+/// in its place (published in `ackers` first); nobody is promoted; when the
+/// standby is back it gets its place again.
+fn sync_standby_lost(partition: bool) {
+    let Some(mut b) = Bed::start(false) else { return };
+    let probe = Probe::start(vec![b.target(1)], &b.password());
+    std::thread::sleep(Duration::from_secs(2) + random_phase());
+    let fault_at = Instant::now();
+    if partition {
+        b.net.set_link(1, Link::Pg, false);
+        b.net.set_link(1, Link::Etcd, false);
+    } else {
+        b.kill_agent(2);
+        testkit::kill_server(b.postmaster(2).expect("pg2 runs"));
+    }
+    let names = |b: &Bed| b.sql(1, "SHOW synchronous_standby_names").unwrap_or_default();
+    wait_for("pg3 stands in for pg2", 60, || names(&b) == "FIRST 1 (\"pg3\")");
+    std::thread::sleep(Duration::from_secs(3));
+    let acked = probe.finish();
+    let on1 = &acked[0];
+    let after: Vec<Instant> = on1.iter().map(|(_, t)| *t).filter(|t| *t > fault_at).collect();
+    assert!(after.len() > 10, "pg1 acknowledges commits again\n{}", b.logs());
+    // The longest wait between two acknowledgements around the fault.
+    let mut prev = on1.iter().map(|(_, t)| *t).filter(|t| *t <= fault_at).last().unwrap_or(fault_at);
+    let mut stall = Duration::ZERO;
+    for t in &after {
+        stall = stall.max(t.duration_since(prev));
+        prev = *t;
+    }
+    eprintln!(
+        "sync standby {}: commits stalled {:.2}s",
+        if partition { "partitioned" } else { "killed" },
+        stall.as_secs_f64()
+    );
+    let hist = b.history();
+    assert!(hist.contains("set the synchronous standbys"), "{hist}");
+    assert!(!hist.contains("promot"), "nobody was promoted: {hist}");
+    assert!(b.primary_is(1));
+    // Every acknowledged id is on pg3, the standby that stood in, once it replayed.
+    let all: Vec<String> = on1.iter().map(|(i, _)| i.to_string()).collect();
+    wait_for("pg3 replayed every acknowledged id", 30, || {
+        b.sql(3, &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).as_deref()
+            == Some(all.len().to_string().as_str())
+    });
+    // pg2 comes back and takes its place again.
+    if partition {
+        b.net.set_link(1, Link::Pg, true);
+        b.net.set_link(1, Link::Etcd, true);
+    } else {
+        b.agents[1] = Some(b.agent(2, "-again"));
+    }
+    wait_for("pg2 is the synchronous standby again", 90, || names(&b) == "FIRST 1 (\"pg2\")");
+    wait_for("check is clean", 30, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
+}
+
+#[test]
+fn a_killed_sync_standby_is_replaced_and_commits_go_on() {
+    sync_standby_lost(false);
+}
+
+#[test]
+fn a_partitioned_sync_standby_is_replaced_and_commits_go_on() {
+    sync_standby_lost(true);
+}

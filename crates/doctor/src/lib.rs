@@ -11,12 +11,16 @@
 //!   the standbys that could still acknowledge for the old primary have
 //!   stopped receiving from it and reported how far they got
 //!   ([`quorum::required_reports`]); the candidate must be at least that far.
+//!
+//! The leader keeps the synchronous count ([`sync::next`]), publishing a
+//! standby as a possible acknowledger before the setting names it.
 
 pub mod decide;
 pub mod fence;
 pub mod health;
 pub mod quorum;
 pub mod state;
+pub mod sync;
 
 pub use decide::{decide, Blocked, Decision};
 pub use state::{HaMode, Leader, Local, Member, PgRun, SyncSet, View};

@@ -32,8 +32,14 @@ const NODE_SQL: &str = "SELECT pg_is_in_recovery(),
   current_setting('max_replication_slots')::int";
 
 const RECEIVER_SQL: &str = "SELECT sender_host, sender_port FROM pg_stat_wal_receiver";
-const DOWNSTREAM_SQL: &str =
-    "SELECT application_name, client_addr::text, state, sync_state, replay_lsn, flush_lsn FROM pg_stat_replication ORDER BY application_name";
+/// `state` is `stalled` for a WAL sender that streams on paper but whose
+/// standby has not answered for 2 s while WAL waits for it (a cut-off
+/// standby: its sender would notice only at wal_sender_timeout, 60 s by
+/// default, while commits wait for it).
+const DOWNSTREAM_SQL: &str = "SELECT application_name, client_addr::text,
+  CASE WHEN state = 'streaming' AND sent_lsn > flush_lsn AND now() - reply_time > interval '2 seconds'
+       THEN 'stalled' ELSE state END,
+  sync_state, replay_lsn, flush_lsn FROM pg_stat_replication ORDER BY application_name";
 const SLOTS_SQL: &str = "SELECT slot_name::text, active, restart_lsn,
   pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
   FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name";
