@@ -370,7 +370,7 @@ fn sync_standby_lost(partition: bool) {
     let after: Vec<Instant> = on1.iter().map(|(_, t)| *t).filter(|t| *t > fault_at).collect();
     assert!(after.len() > 10, "pg1 acknowledges commits again\n{}", b.logs());
     // The longest wait between two acknowledgements around the fault.
-    let mut prev = on1.iter().map(|(_, t)| *t).filter(|t| *t <= fault_at).last().unwrap_or(fault_at);
+    let mut prev = on1.iter().map(|(_, t)| *t).rfind(|t| *t <= fault_at).unwrap_or(fault_at);
     let mut stall = Duration::ZERO;
     for t in &after {
         stall = stall.max(t.duration_since(prev));
