@@ -114,8 +114,8 @@ impl<'a> Actor<'a> {
         let lsn = o.lsn.map(u64::from).unwrap_or(0);
         let status = Status { leader: self.me.clone(), term, lsn };
         let named_at = self.named_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut sync = crate::observe::sync_set(o, &named_at);
         let live = doctor::sync::parse(o.synchronous_standby_names.as_deref().unwrap_or(""));
+        let mut sync = crate::observe::sync_set(o, &live, &named_at);
         let change = if manage {
             doctor::sync::next(&crate::observe::sync_want(inv, &self.me), &live, &crate::observe::streaming(o))
         } else {
@@ -143,8 +143,8 @@ impl<'a> Actor<'a> {
         }
         let Some(c) = change else { return true };
         let Some(t) = self.target(inv, &self.me) else { return true };
-        for sql in [plan::sql::alter_system_set("synchronous_standby_names", &c.conf), "SELECT pg_reload_conf()".into()]
-        {
+        let conf = plan::sync::render(c.to.k, &c.to.names);
+        for sql in [plan::sql::alter_system_set("synchronous_standby_names", &conf), "SELECT pg_reload_conf()".into()] {
             if let Err(e) = pg::execute(&t, &sql, PROBE).await {
                 tracing::warn!("synchronous_standby_names: {e}");
                 return true;
@@ -152,13 +152,11 @@ impl<'a> Actor<'a> {
         }
         {
             let mut at = self.named_at.lock().unwrap_or_else(|e| e.into_inner());
-            for n in doctor::sync::parse(&c.conf).names {
-                if !live.names.contains(&n) {
-                    at.insert(n, lsn);
-                }
+            for n in c.to.names.iter().filter(|n| !live.names.contains(n)) {
+                at.insert(n.clone(), lsn);
             }
         }
-        self.history("set the synchronous standbys", &format!("{} ({})", c.conf, c.why)).await;
+        self.history("set the synchronous standbys", &format!("{conf} ({})", c.why)).await;
         true
     }
 

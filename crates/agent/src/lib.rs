@@ -182,8 +182,15 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             && v.local.run != doctor::PgRun::Stopped
             && !v.local.in_recovery
             && v.leader.as_ref().is_some_and(|l| l.name == cfg.node);
-        let failsafe_keep =
-            matches!(&d, doctor::Decision::Idle { why } if why.starts_with("etcd does not answer; failsafe"));
+        // Failsafe keeps a primary past its lease (etcd silent, or back
+        // but the lease not yet renewed): the guard waits a lease more.
+        let failsafe_keep = v.mode == model::HaMode::Enabled
+            && !v.local.in_recovery
+            && v.failsafe
+            && v.is_sync()
+            && v.local.run == doctor::PgRun::Running
+            && v.lease_margin_ms <= 0
+            && matches!(d, doctor::Decision::Renew | doctor::Decision::Idle { .. });
         if failsafe_keep {
             guard.arm(guard::now_ms() + cfg.profile.ttl_ms);
         } else if acking && matches!(d, doctor::Decision::Renew | doctor::Decision::Idle { .. }) {

@@ -183,8 +183,7 @@ pub fn view(
 /// reported sync, potential or quorum); `eligible` acknowledge now (sync_state
 /// `sync`) and flushed past the primary's position when they were named
 /// (`named_at`: a name the leader added, with that position).
-pub fn sync_set(o: &NodeObservation, named_at: &BTreeMap<String, u64>) -> SyncSet {
-    let live = doctor::sync::parse(o.synchronous_standby_names.as_deref().unwrap_or(""));
+pub fn sync_set(o: &NodeObservation, live: &doctor::sync::Conf, named_at: &BTreeMap<String, u64>) -> SyncSet {
     let mut ackers = live.names.clone();
     for d in &o.downstreams {
         if matches!(d.sync_state.as_str(), "sync" | "potential" | "quorum") && !ackers.contains(&d.application_name) {

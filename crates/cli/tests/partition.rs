@@ -281,6 +281,8 @@ fn etcd_quorum_lost(failsafe: bool) {
     assert_eq!(found, all.len().to_string(), "every acknowledged id is on pg{primary}\n{}", b.logs());
     let hist = b.history();
     assert!(!hist.contains("\"promoting\"") || !failsafe, "failsafe: nobody was promoted\n{hist}");
+    // The others stream from the primary again (a fenced one rejoined).
+    wait_for("check is clean", 120, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
 }
 
 #[test]
@@ -332,6 +334,7 @@ fn a_stale_old_primary_started_first_never_becomes_primary() {
             == Some(others.join(",").as_str())
     });
     assert_ne!(b.sql(1, "SELECT pg_is_in_recovery()").as_deref(), Some("f"));
+    wait_for("check is clean", 60, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
 }
 
 /// The synchronous standby is lost (its host dies, or is cut off): commits

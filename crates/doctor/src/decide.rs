@@ -146,6 +146,12 @@ pub fn decide(v: &View) -> Decision {
                     };
                 }
                 if acts && v.lease_margin_ms <= 0 {
+                    if v.failsafe && v.is_sync() && l.run == PgRun::Running {
+                        // etcd answers again and the key is still ours: the
+                        // keep-alive will renew the lease; failsafe kept
+                        // this primary so far, Fence B still guards it.
+                        return Decision::Renew;
+                    }
                     return Decision::Fence {
                         why: "the leader lease could not be renewed in time".into(),
                         release: false,
@@ -446,6 +452,12 @@ mod tests {
         assert!(matches!(decide(&v), Decision::Fence { release: false, .. }));
         v.failsafe = true;
         assert!(matches!(decide(&v), Decision::Idle { .. }));
+        // etcd back, the key still ours, the lease not renewed yet: kept.
+        let mut back = v.clone();
+        back.store_ok = true;
+        assert_eq!(decide(&back), Decision::Renew, "failsafe: the key is still ours");
+        back.failsafe = false;
+        assert!(matches!(decide(&back), Decision::Fence { release: false, .. }));
         v.sync = SyncSet::default();
         assert!(matches!(decide(&v), Decision::Fence { .. }), "failsafe needs synchronous standbys");
     }

@@ -34,15 +34,6 @@ pub fn parse(s: &str) -> Conf {
     Conf { k, names }
 }
 
-/// `FIRST k ("a", "b")`: the first k streaming names acknowledge.
-pub fn render(k: usize, names: &[String]) -> String {
-    if k == 0 || names.is_empty() {
-        return String::new();
-    }
-    let q: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
-    format!("FIRST {k} ({})", q.join(", "))
-}
-
 /// What the spec asks of the leader's direct standbys.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Want {
@@ -55,11 +46,11 @@ pub struct Want {
 }
 
 /// A change of the live setting: publish `ackers` first (when it grows),
-/// then set `conf`.
+/// then set the setting to `to` (rendered `FIRST k (names)`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
     pub ackers: Vec<String>,
-    pub conf: String,
+    pub to: Conf,
     pub why: String,
 }
 
@@ -88,12 +79,12 @@ pub fn next(want: &Want, live: &Conf, streaming: &[String]) -> Option<Change> {
     }
     // Every preferred name that streams stays named, so a returning
     // synchronous standby takes its place back under FIRST's order.
-    let conf = render(want.k, &names);
-    if parse(&conf) == *live {
+    let to = Conf { k: want.k, names };
+    if to == *live {
         return None;
     }
     let mut ackers = live.names.clone();
-    for n in &names {
+    for n in &to.names {
         if !ackers.contains(n) {
             ackers.push(n.clone());
         }
@@ -103,12 +94,12 @@ pub fn next(want: &Want, live: &Conf, streaming: &[String]) -> Option<Change> {
             "{} of the {} synchronous standbys stream: {} stand(s) in",
             sync_streaming,
             want.k,
-            names.len() - sync_streaming
+            to.names.len() - sync_streaming
         )
     } else {
         "the synchronous standbys stream again".to_string()
     };
-    Some(Change { ackers, conf, why })
+    Some(Change { ackers, to, why })
 }
 
 #[cfg(test)]
@@ -131,14 +122,13 @@ mod tests {
         assert_eq!(parse("ANY 2 (a, b, c)"), Conf { k: 2, names: s(&["a", "b", "c"]) });
         assert_eq!(parse("2 (a, b)"), Conf { k: 2, names: s(&["a", "b"]) });
         assert_eq!(parse("a, b"), Conf { k: 1, names: s(&["a", "b"]) });
-        assert_eq!(parse(&render(1, &s(&["pg2"]))), Conf { k: 1, names: s(&["pg2"]) });
     }
 
     #[test]
     fn a_lost_sync_standby_is_replaced_by_a_streaming_one_published_first() {
         let live = parse("FIRST 1 (\"pg2\")");
         let c = next(&want(), &live, &s(&["pg3", "pg4"])).expect("a change");
-        assert_eq!(c.conf, "FIRST 1 (\"pg3\")");
+        assert_eq!(c.to, Conf { k: 1, names: s(&["pg3"]) });
         // ackers in etcd first: the old name and the new one.
         assert_eq!(c.ackers, s(&["pg2", "pg3"]));
     }
@@ -147,9 +137,9 @@ mod tests {
     fn the_returning_sync_standby_gets_its_place_back_then_the_stand_in_goes() {
         let live = parse("FIRST 1 (\"pg3\")");
         let c = next(&want(), &live, &s(&["pg2", "pg3"])).expect("a change");
-        assert_eq!(c.conf, "FIRST 1 (\"pg2\")");
+        assert_eq!(c.to, Conf { k: 1, names: s(&["pg2"]) });
         assert_eq!(c.ackers, s(&["pg3", "pg2"]));
-        assert_eq!(next(&want(), &parse(&c.conf), &s(&["pg2", "pg3"])), None, "settled");
+        assert_eq!(next(&want(), &c.to, &s(&["pg2", "pg3"])), None, "settled");
     }
 
     #[test]
@@ -180,7 +170,7 @@ mod tests {
             let live = Conf { k, names: s(&live_names) };
             let streaming = s(&streaming);
             if let Some(c) = next(&w, &live, &streaming) {
-                let after = parse(&c.conf);
+                let after = c.to.clone();
                 prop_assert_eq!(after.k, k);
                 prop_assert!(after.names.len() >= k);
                 prop_assert!(after.names.iter().all(|n| streaming.contains(n)));

@@ -57,8 +57,6 @@ pub async fn is_local(n: &NodeSpec, deadline: Duration) -> bool {
     }
 }
 
-/// Addresses that must be allowed in pg_hba: each node's addresses and the
-/// address this machine (where pgscale runs) uses to reach each node.
 /// The addresses pg_hba.conf lets in: every staying node's, those this
 /// machine connects to them from, and those recorded of earlier runs on
 /// other machines (`state.admin_addrs`: an agent rewriting pg_hba.conf on

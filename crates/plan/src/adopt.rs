@@ -247,8 +247,7 @@ pub fn sync_transition(spec: &Inventory, obs: &Observed) -> Option<String> {
             names.push(d.application_name.clone());
         }
     }
-    let q: Vec<String> = names.iter().map(|n| format!("\"{}\"", n.replace('"', "\"\""))).collect();
-    Some(format!("FIRST {k} ({})", q.join(", ")))
+    Some(crate::sync::render(k, &names))
 }
 
 /// The plan: the roles, pg_hba.conf everywhere, passfiles and slots for the

@@ -24,14 +24,18 @@ pub fn member_standby_names(inv: &Inventory) -> String {
 
 pub fn standby_names(inv: &Inventory) -> String {
     let k = candidates(inv, SyncMode::Sync).count();
-    if k == 0 {
+    let names: Vec<String> =
+        candidates(inv, SyncMode::Sync).chain(candidates(inv, SyncMode::Potential)).map(|n| n.name.clone()).collect();
+    render(k, &names)
+}
+
+/// `FIRST k ("a", "b", ...)` (names quoted, `"` doubled); empty when k is 0.
+pub fn render(k: usize, names: &[String]) -> String {
+    if k == 0 || names.is_empty() {
         return String::new();
     }
-    let names: Vec<String> = candidates(inv, SyncMode::Sync)
-        .chain(candidates(inv, SyncMode::Potential))
-        .map(|n| format!("\"{}\"", n.name))
-        .collect();
-    format!("FIRST {k} ({})", names.join(", "))
+    let q: Vec<String> = names.iter().map(|n| format!("\"{}\"", n.replace('"', "\"\""))).collect();
+    format!("FIRST {k} ({})", q.join(", "))
 }
 
 /// Who takes the place of a leaving `sync` node: a `potential` one first,

@@ -187,6 +187,9 @@ impl Member {
             .args(["--initial-cluster", &self.initial, "--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", "pgscale-test"])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            // A member back from a partition must not depose a healthy
+            // leader (etcd 3.4's default lacks pre-vote; 3.5 has it on).
+            .arg("--pre-vote")
             .env("ETCD_UNSUPPORTED_ARCH", "")
             .stdout(Stdio::null())
             .stderr(log)
