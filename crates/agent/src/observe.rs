@@ -217,7 +217,7 @@ pub fn sync_want(inv: &Inventory, me: &str) -> doctor::sync::Want {
     }
 }
 
-/// The names whose WAL sender streams now.
+/// The names whose WAL sender streams now and whose standby answers.
 pub fn streaming(o: &NodeObservation) -> Vec<String> {
-    o.downstreams.iter().filter(|d| d.state == "streaming").map(|d| d.application_name.clone()).collect()
+    o.downstreams.iter().filter(|d| d.state == "streaming" && !d.silent).map(|d| d.application_name.clone()).collect()
 }

@@ -58,6 +58,10 @@ pub struct Downstream {
     pub sync_state: String,
     pub replay_lsn: Option<PgLsn>,
     pub flush_lsn: Option<PgLsn>,
+    /// Streams on paper, but the standby has not answered for 2 s while
+    /// WAL waits for it: a cut-off standby, which its WAL sender notices
+    /// only at wal_sender_timeout (60 s by default) while commits wait.
+    pub silent: bool,
 }
 
 /// One row of `pg_replication_slots`.

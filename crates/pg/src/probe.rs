@@ -32,14 +32,10 @@ const NODE_SQL: &str = "SELECT pg_is_in_recovery(),
   current_setting('max_replication_slots')::int";
 
 const RECEIVER_SQL: &str = "SELECT sender_host, sender_port FROM pg_stat_wal_receiver";
-/// `state` is `stalled` for a WAL sender that streams on paper but whose
-/// standby has not answered for 2 s while WAL waits for it (a cut-off
-/// standby: its sender would notice only at wal_sender_timeout, 60 s by
-/// default, while commits wait for it).
-const DOWNSTREAM_SQL: &str = "SELECT application_name, client_addr::text,
-  CASE WHEN state = 'streaming' AND sent_lsn > flush_lsn AND now() - reply_time > interval '2 seconds'
-       THEN 'stalled' ELSE state END,
-  sync_state, replay_lsn, flush_lsn FROM pg_stat_replication ORDER BY application_name";
+/// `silent`: see [`Downstream::silent`].
+const DOWNSTREAM_SQL: &str = "SELECT application_name, client_addr::text, state, sync_state, replay_lsn, flush_lsn,
+  coalesce(state = 'streaming' AND sent_lsn > flush_lsn AND now() - reply_time > interval '2 seconds', false)
+  FROM pg_stat_replication ORDER BY application_name";
 const SLOTS_SQL: &str = "SELECT slot_name::text, active, restart_lsn,
   pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::bigint
   FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY slot_name";
@@ -74,6 +70,7 @@ async fn probe_inner(name: &str, t: &Target, deadline: Duration) -> Result<NodeO
             sync_state: d.get::<_, Option<String>>(3).unwrap_or_default(),
             replay_lsn: d.get(4),
             flush_lsn: d.get(5),
+            silent: d.get(6),
         });
     }
     for s in q(&c, &a, "probe slots", SLOTS_SQL, deadline).await? {

@@ -704,6 +704,7 @@ mod tests {
             sync_state: "sync".into(),
             replay_lsn: None,
             flush_lsn: None,
+            silent: false,
         });
         assert_eq!(sync_transition(&inv, &s.obs).as_deref(), Some("FIRST 1 (\"pg2\", \"walreceiver\")"));
         s.obs.nodes.get_mut("pg1").unwrap().synchronous_standby_names = Some(crate::sync::standby_names(&inv));

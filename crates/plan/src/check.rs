@@ -259,6 +259,7 @@ mod tests {
             sync_state: "sync".into(),
             replay_lsn: None,
             flush_lsn: None,
+            silent: false,
         });
         p.slots.push(Slot { name: "pg2".into(), active: true, restart_lsn: None, retained_bytes: Some(0) });
         let mut s = NodeObservation::unanswered("pg2", RunState::Running, "");

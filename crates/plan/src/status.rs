@@ -143,6 +143,7 @@ mod tests {
             sync_state: "sync".into(),
             replay_lsn: None,
             flush_lsn: None,
+            silent: false,
         });
         obs.nodes.insert("pg1".into(), p);
         let mut s = running("pg2", ObservedRole::Standby, 0x3000000);

@@ -46,6 +46,7 @@ fn row(name: &str, flush: u64) -> Downstream {
         sync_state: "async".into(),
         replay_lsn: Some(PgLsn::from(flush)),
         flush_lsn: Some(PgLsn::from(flush)),
+        silent: false,
     }
 }
 

@@ -54,6 +54,7 @@ fn observed(i: &Inventory) -> (Observed, BTreeMap<String, String>) {
         sync_state: "async".into(),
         replay_lsn: None,
         flush_lsn: None,
+        silent: false,
     });
     let mut s = up("pg2", ObservedRole::Standby);
     s.upstream_host = Some("127.0.0.1".into());
