@@ -29,6 +29,9 @@ pub struct Actor<'a> {
 }
 
 const PROBE: Duration = Duration::from_secs(1);
+/// How long the local pg_promote may take before the failover operation
+/// takes over (the end of recovery: a checkpoint-free promotion is fast).
+const PROMOTE_SECS: u64 = 10;
 
 impl<'a> Actor<'a> {
     pub fn new(stores: &'a store::Stores, cfg: &Config, meet: Arc<Meeting>, cl: ops::Cluster) -> Actor<'a> {
@@ -177,6 +180,12 @@ impl<'a> Actor<'a> {
         let me = self.me.clone();
         let node = inv.node(&me).expect("in the inventory").clone();
         match d {
+            Decision::Renew if v.mode == model::HaMode::Enabled && inv.primary().is_some_and(|p| p.name != me) => {
+                // Leader and primary, but the inventory names another node
+                // and no command holds the lock (the mode would be paused):
+                // a promotion whose record failed. Record it now.
+                self.record_failover(v, true).await;
+            }
             Decision::Idle { .. } | Decision::Renew | Decision::Blocked(_) | Decision::Defer { .. } => {}
             Decision::TakeLeader => match self.meet.take_leader(&me, lease).await {
                 Ok(Some(t)) => {
@@ -233,28 +242,30 @@ impl<'a> Actor<'a> {
                         }
                     }
                 }
-                self.history("promoting", &format!("at or past every reported position ({reported_max})")).await;
-                let r = ops::ha::FailoverRequest {
-                    name: self.name.clone(),
-                    to: model::NodeName::new(me.clone()).ok(),
-                    force: !v.is_sync(),
-                    dry_run: false,
-                    yes: true,
-                    timeout: Duration::from_secs(2),
-                    // The old leader without an agent (its lease expired): a
-                    // dead or cut-off host is not tried again.
-                    known_down: v
-                        .last_leader
-                        .iter()
-                        .filter(|l| **l != me && !v.members.contains_key(*l))
-                        .cloned()
-                        .collect(),
-                };
+                // The quorum proof is had and the key is ours: promote the
+                // local server at once (first commit sooner), then record it
+                // and re-point the others through the failover operation.
                 let t0 = Instant::now();
-                match ops::ha::failover(self.env(), r).await {
-                    Ok(_) => self.history("promoted", &format!("in {:.2}s", t0.elapsed().as_secs_f64())).await,
-                    Err(e) => self.history("promotion failed (retried next tick)", &e.to_string()).await,
-                }
+                let promoted = match self.target(inv, &me) {
+                    Some(t) => match pg::promote(&t, PROMOTE_SECS, PROBE).await {
+                        Ok(still_in_recovery) => !still_in_recovery,
+                        Err(e) => {
+                            tracing::warn!("promote locally: {e}");
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                let why = format!(
+                    "at or past every reported position ({reported_max}); {}",
+                    if promoted {
+                        format!("pg_promote took {:.2}s", t0.elapsed().as_secs_f64())
+                    } else {
+                        "the failover operation promotes".to_string()
+                    }
+                );
+                self.history(if promoted { "promoted" } else { "promoting" }, &why).await;
+                self.record_failover(v, promoted).await;
             }
             Decision::Follow { upstream } => {
                 if let Err(e) = self.follow(inv, upstream).await {
@@ -296,6 +307,40 @@ impl<'a> Actor<'a> {
                     }
                 }
             }
+        }
+    }
+
+    /// The failover operation for this node: with `promoted`, it records
+    /// the promotion done here, stops the old primary where it answers and
+    /// re-points the others; else it promotes too.
+    async fn record_failover(&self, v: &View, promoted: bool) {
+        let me = self.me.clone();
+        let r = ops::ha::FailoverRequest {
+            name: self.name.clone(),
+            to: model::NodeName::new(me.clone()).ok(),
+            force: !v.is_sync(),
+            dry_run: false,
+            yes: true,
+            timeout: Duration::from_secs(2),
+            // The old leader without an agent (its lease expired): a dead or
+            // cut-off host is not tried again.
+            known_down: v.last_leader.iter().filter(|l| **l != me && !v.members.contains_key(*l)).cloned().collect(),
+            promoted,
+        };
+        let t0 = Instant::now();
+        match ops::ha::failover(self.env(), r).await {
+            Ok(_) if promoted => {
+                self.history(
+                    "recorded the failover",
+                    &format!("others re-pointed in {:.2}s", t0.elapsed().as_secs_f64()),
+                )
+                .await
+            }
+            Ok(_) => self.history("promoted", &format!("in {:.2}s", t0.elapsed().as_secs_f64())).await,
+            Err(e) if promoted => {
+                self.history("recording the failover failed (retried next tick)", &e.to_string()).await
+            }
+            Err(e) => self.history("promotion failed (retried next tick)", &e.to_string()).await,
         }
     }
 

@@ -356,9 +356,11 @@ fn fail_over(fault: Fault) {
     let events: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
     let did = |n: &str, what: &str| events.iter().any(|e| e["node"] == n && e["did"] == what);
     assert!(did("pg2", "promoted") && did("pg1", "rejoined"), "{events:?}");
+    // pg2 promoted itself, then the failover operation recorded it.
+    assert!(did("pg2", "recorded the failover"), "{events:?}");
     let o = ok(k.cmd().args(["history", "-n", "af"]).output().unwrap());
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("pg2    promoted: in "),
+        String::from_utf8_lossy(&o.stdout).contains("pg2    promoted: at or past every reported position"),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );

@@ -24,7 +24,8 @@ struct Bed {
     failsafe: bool,
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+/// Polls `f` until it holds; on timeout panics with `context()`.
+fn wait_with(what: &str, secs: u64, mut f: impl FnMut() -> bool, context: impl FnOnce() -> String) {
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(secs) {
         if f() {
@@ -32,10 +33,16 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("timed out after {secs}s waiting until {what}");
+    panic!("timed out after {secs}s waiting until {what}\n{}", context());
 }
 
 impl Bed {
+    /// Waits until `f` holds; a timeout shows the agents' logs, so a
+    /// failure on CI says what the agents were doing.
+    fn wait(&self, what: &str, secs: u64, f: impl FnMut() -> bool) {
+        wait_with(what, secs, f, || self.logs())
+    }
+
     fn start(failsafe: bool) -> Option<Bed> {
         let net = Net::create(3)?;
         let k = Kit::with_etcd_in(BIN, &net);
@@ -62,7 +69,7 @@ impl Bed {
         let mut b = Bed { agents: Vec::new(), _sshd: sshd, k, net, failsafe };
         assert!(b.sql(1, "CREATE TABLE probe (id bigint PRIMARY KEY)").is_some());
         b.agents = (1..=3).map(|n| Some(b.agent(n, ""))).collect();
-        wait_for("pg1's agent holds the leader key and all three publish", 60, || {
+        b.wait("pg1's agent holds the leader key and all three publish", 60, || {
             let s = b.status();
             s["leader"] == "pg1" && s["members"].as_object().is_some_and(|m| m.len() == 3)
         });
@@ -157,12 +164,12 @@ impl Bed {
 
     /// pg1 comes back as a standby of pg2, pg3 follows pg2, check is clean.
     fn rejoined(&self) {
-        wait_for("pg1 rejoins as a standby streaming from pg2", 120, || {
+        self.wait("pg1 rejoins as a standby streaming from pg2", 120, || {
             self.sql(2, "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
                 == Some("pg1,pg3")
         });
         assert_eq!(self.sql(1, "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
-        wait_for("the history records the rejoin", 60, || self.history().contains("\"rejoined\""));
+        self.wait("the history records the rejoin", 60, || self.history().contains("\"rejoined\""));
         let o = self.k.cmd().args(["check", "-n", "np"]).output().unwrap();
         assert!(o.status.success(), "check: {}\n{}", String::from_utf8_lossy(&o.stdout), self.logs());
     }
@@ -183,8 +190,8 @@ fn fail_pg1_over_to_pg2(b: &mut Bed, what: &str, fault: impl FnOnce(&mut Bed)) {
     std::thread::sleep(Duration::from_secs(2) + random_phase());
     let fault_at = Instant::now();
     fault(b);
-    wait_for("pg2 is promoted", 60, || b.primary_is(2));
-    wait_for("pg1's PostgreSQL is stopped (fenced on its side)", 30, || !testkit::alive(pid));
+    b.wait("pg2 is promoted", 60, || b.primary_is(2));
+    b.wait("pg1's PostgreSQL is stopped (fenced on its side)", 30, || !testkit::alive(pid));
     std::thread::sleep(Duration::from_secs(2));
     let acked = probe.finish();
     let rto = b.check_acks(&acked, 1, 2, fault_at);
@@ -262,7 +269,7 @@ fn etcd_quorum_lost(failsafe: bool) {
     }
     b.k.etcd.as_mut().unwrap().restart(1);
     b.k.etcd.as_mut().unwrap().restart(2);
-    wait_for("a primary once etcd is back", 90, || b.primary_is(1) || b.primary_is(2) || b.primary_is(3));
+    b.wait("a primary once etcd is back", 90, || b.primary_is(1) || b.primary_is(2) || b.primary_is(3));
     let primary = (1..=3).find(|n| b.primary_is(*n)).unwrap();
     if failsafe {
         assert_eq!(primary, 1, "the kept primary stays\n{}", b.logs());
@@ -282,7 +289,7 @@ fn etcd_quorum_lost(failsafe: bool) {
     let hist = b.history();
     assert!(!hist.contains("\"promoting\"") || !failsafe, "failsafe: nobody was promoted\n{hist}");
     // The others stream from the primary again (a fenced one rejoined).
-    wait_for("check is clean", 120, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
+    b.wait("check is clean", 120, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
 }
 
 #[test]
@@ -305,7 +312,7 @@ fn a_stale_old_primary_started_first_never_becomes_primary() {
     let pid1 = b.postmaster(1).expect("pg1 runs");
     b.kill_agent(1);
     testkit::kill_server(pid1);
-    wait_for("pg2 is promoted", 60, || b.primary_is(2));
+    b.wait("pg2 is promoted", 60, || b.primary_is(2));
     std::thread::sleep(Duration::from_secs(2));
     // Then every host goes down.
     for n in [2, 3] {
@@ -323,18 +330,18 @@ fn a_stale_old_primary_started_first_never_becomes_primary() {
     // The others come back: a primary emerges that holds every acknowledged id.
     b.agents[1] = Some(b.agent(2, "-again"));
     b.agents[2] = Some(b.agent(3, "-again"));
-    wait_for("pg2 or pg3 runs as the primary", 90, || b.primary_is(2) || b.primary_is(3));
+    b.wait("pg2 or pg3 runs as the primary", 90, || b.primary_is(2) || b.primary_is(3));
     let primary = if b.primary_is(2) { 2 } else { 3 };
     let all: Vec<String> = acked.iter().flatten().map(|(i, _)| i.to_string()).collect();
     let found = b.sql(primary, &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
     assert_eq!(found, all.len().to_string(), "every acknowledged id is on pg{primary}\n{}", b.logs());
     let others: Vec<String> = (1..=3).filter(|n| *n != primary).map(|n| format!("pg{n}")).collect();
-    wait_for("both others stream from the new primary", 120, || {
+    b.wait("both others stream from the new primary", 120, || {
         b.sql(primary, "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
             == Some(others.join(",").as_str())
     });
     assert_ne!(b.sql(1, "SELECT pg_is_in_recovery()").as_deref(), Some("f"));
-    wait_for("check is clean", 60, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
+    b.wait("check is clean", 60, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
 }
 
 /// The synchronous standby is lost (its host dies, or is cut off): commits
@@ -354,7 +361,7 @@ fn sync_standby_lost(partition: bool) {
         testkit::kill_server(b.postmaster(2).expect("pg2 runs"));
     }
     let names = |b: &Bed| b.sql(1, "SHOW synchronous_standby_names").unwrap_or_default();
-    wait_for("pg3 stands in for pg2", 60, || names(&b) == "FIRST 1 (\"pg3\")");
+    b.wait("pg3 stands in for pg2", 60, || names(&b) == "FIRST 1 (\"pg3\")");
     std::thread::sleep(Duration::from_secs(3));
     let acked = probe.finish();
     let on1 = &acked[0];
@@ -378,7 +385,7 @@ fn sync_standby_lost(partition: bool) {
     assert!(b.primary_is(1));
     // Every acknowledged id is on pg3, the standby that stood in, once it replayed.
     let all: Vec<String> = on1.iter().map(|(i, _)| i.to_string()).collect();
-    wait_for("pg3 replayed every acknowledged id", 30, || {
+    b.wait("pg3 replayed every acknowledged id", 30, || {
         b.sql(3, &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).as_deref()
             == Some(all.len().to_string().as_str())
     });
@@ -392,8 +399,8 @@ fn sync_standby_lost(partition: bool) {
     // After a cut, pg2 streams again once PostgreSQL's own timeouts drop
     // the dead connection (wal_sender_timeout / wal_receiver_timeout, 60 s
     // by default) when TCP does not resume it first.
-    wait_for("pg2 is the synchronous standby again", 180, || names(&b) == "FIRST 1 (\"pg2\")");
-    wait_for("check is clean", 30, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
+    b.wait("pg2 is the synchronous standby again", 180, || names(&b) == "FIRST 1 (\"pg2\")");
+    b.wait("check is clean", 30, || b.k.cmd().args(["check", "-n", "np"]).output().unwrap().status.success());
 }
 
 #[test]

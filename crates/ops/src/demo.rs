@@ -255,6 +255,7 @@ async fn steps_under_load(
             yes: true,
             timeout: d,
             known_down: vec![],
+            promoted: false,
         };
         ha::failover(env, r).await.map(|_| ())
     })

@@ -34,6 +34,10 @@ pub struct FailoverRequest {
     /// Nodes the caller knows are gone (an agent: their leases expired):
     /// not tried, taken as unreachable.
     pub known_down: Vec<String>,
+    /// `to` was promoted already by its agent, after the quorum proof
+    /// (Fence B): the operation records it, stops the old primary where it
+    /// answers and re-points the others. Candidates are not ranked again.
+    pub promoted: bool,
 }
 
 pub struct RejoinRequest {
@@ -113,6 +117,9 @@ pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpErr
         Some(p) => p.clone(),
         None => stored.primary().map(|p| p.name.clone()).unwrap_or_default(),
     };
+    if r.to.as_ref().is_some_and(|t| *t == old) {
+        return Ok(Outcome::Unchanged(format!("{old} is already the recorded primary: nothing to do")));
+    }
     need_answer_or_yes(env.ui, r.yes, r.dry_run, "failover promotes a standby")?;
     let _lock =
         if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale failover", env.stores.lock_wait()).await?) };
@@ -124,12 +131,20 @@ pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpErr
     }
     let resumed = stored.state.previous_primary.is_some();
     let old_answers = obs.get(&old).is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Primary);
-    if old_answers && !r.force && !resumed {
+    if old_answers && !r.force && !resumed && !r.promoted {
         return Err(refused(format!("the primary {old} still answers: use `pgscale switchover` (or --force to fail over anyway; {old} is then stopped)")));
     }
     let candidates = plan::ha::rank_candidates(&stored, &obs, &old);
+    let promoted_by_agent = r.promoted && !resumed;
     let target = match &r.to {
         Some(t) if resumed && stored.is_primary(t) => t.to_string(),
+        Some(t) if promoted_by_agent => {
+            let o = obs.get(t);
+            if !o.is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Primary) {
+                return Err(refused(format!("{t} was to be promoted already but does not answer as a primary")));
+            }
+            t.to_string()
+        }
         Some(t) => candidates
             .iter()
             .find(|c| *t == c.name)
@@ -141,7 +156,9 @@ pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpErr
         }
     };
     let mut notes = Vec::new();
-    if !resumed {
+    if promoted_by_agent {
+        notes.push(format!("{target} was promoted by its agent after the quorum proof; recording it"));
+    } else if !resumed {
         let best = candidates.first().map(|c| u64::from(c.received)).unwrap_or(0);
         let chosen = candidates.iter().find(|c| c.name == target).expect("chosen from candidates");
         let behind = best.saturating_sub(u64::from(chosen.received));

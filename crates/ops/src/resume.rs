@@ -55,6 +55,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
                 yes: r.yes,
                 timeout: r.timeout,
                 known_down: vec![],
+                promoted: false,
             };
             return ha::failover(env, f).await;
         }

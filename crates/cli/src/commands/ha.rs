@@ -25,6 +25,7 @@ pub async fn failover(env: Env<'_>, fmt: OutputFormat, a: FailoverArgs) -> Resul
         yes: a.yes,
         timeout: a.timeout,
         known_down: vec![],
+        promoted: false,
     };
     let out = ha::failover(env, r).await?;
     Ok(show(env, fmt, &out))
