@@ -24,7 +24,16 @@ pub fn now_ms() -> u64 {
 pub struct Link {
     fifo: std::fs::File,
     last: String,
+    sent: Instant,
+    /// To start the guard again when it is gone (`ensure`'s arguments).
+    dir: PathBuf,
+    node: String,
+    data_dir: PathBuf,
 }
+
+/// A repeated `disarm` is sent again after this long, so the guard (which
+/// exits when disarmed and not fed for 30 s) lives as long as the agent.
+const REFEED: Duration = Duration::from_secs(5);
 
 fn paths(dir: &Path, node: &str) -> (PathBuf, PathBuf, PathBuf) {
     (
@@ -70,7 +79,16 @@ pub fn ensure(dir: &Path, node: &str, data_dir: &Path) -> Result<Link, String> {
     let until = Instant::now() + Duration::from_secs(3);
     loop {
         match std::fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NONBLOCK).open(&fifo) {
-            Ok(f) => return Ok(Link { fifo: f, last: String::new() }),
+            Ok(f) => {
+                return Ok(Link {
+                    fifo: f,
+                    last: String::new(),
+                    sent: Instant::now(),
+                    dir: dir.to_path_buf(),
+                    node: node.to_string(),
+                    data_dir: data_dir.to_path_buf(),
+                })
+            }
             Err(e) if Instant::now() < until => {
                 tracing::debug!("fence guard FIFO: {e}");
                 std::thread::sleep(Duration::from_millis(20));
@@ -82,13 +100,25 @@ pub fn ensure(dir: &Path, node: &str, data_dir: &Path) -> Result<Link, String> {
 
 impl Link {
     fn send(&mut self, line: String) {
-        if line == self.last && !line.starts_with("arm") {
+        if line == self.last && !line.starts_with("arm") && self.sent.elapsed() < REFEED {
             return;
         }
         if let Err(e) = self.fifo.write_all(line.as_bytes()) {
-            tracing::warn!("fence guard: {e}");
+            // The guard is gone (killed, or it exited): start it again and
+            // say it once more, so a primary is never left unguarded.
+            tracing::warn!("fence guard: {e}: starting it again");
+            match ensure(&self.dir, &self.node, &self.data_dir) {
+                Ok(l) => {
+                    self.fifo = l.fifo;
+                    if let Err(e) = self.fifo.write_all(line.as_bytes()) {
+                        tracing::warn!("fence guard: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("fence guard: {e}"),
+            }
         }
         self.last = line;
+        self.sent = Instant::now();
     }
 
     /// Fence at `deadline` (CLOCK_MONOTONIC ms) unless told later.

@@ -287,6 +287,17 @@ fn fail_over(fault: Fault) {
             port(*ro).is_some_and(|p| p == ports[1].to_string() || p == ports[2].to_string())
         });
     }
+    if fault == Fault::StopAgent {
+        // A guard that is gone (killed here) is started again by the
+        // agent's next tick: the fence below is the new guard's.
+        let pidfile = k.home().join("af").join("agent-pg1.guard.pid");
+        let guard = || std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse::<i32>().ok());
+        let first = guard().expect("pg1's fence guard runs");
+        testkit::signal(first, nix::sys::signal::Signal::SIGKILL);
+        wait_for("pg1's agent starts its fence guard again", 20, || {
+            guard().is_some_and(|p| p != first && testkit::alive(p))
+        });
+    }
     let probe = Probe::start(vec![Target::new("127.0.0.1", ports[0]), Target::new("127.0.0.2", ports[1])], &pw);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");

@@ -29,8 +29,14 @@ pub struct Probe {
 
 impl Probe {
     pub fn start(targets: Vec<Target>, password: &str) -> Probe {
+        Probe::start_from(targets, password, 1)
+    }
+
+    /// Ids from `first` on: a probe run again on the same table must not
+    /// reuse the ids of the one before (they would fail as duplicates).
+    pub fn start_from(targets: Vec<Target>, password: &str, first: i64) -> Probe {
         let stop = Arc::new(AtomicBool::new(false));
-        let next = Arc::new(AtomicI64::new(1));
+        let next = Arc::new(AtomicI64::new(first));
         let threads = targets
             .into_iter()
             .map(|t| {
