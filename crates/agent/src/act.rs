@@ -267,34 +267,19 @@ impl<'a> Actor<'a> {
                 self.history(if promoted { "promoted" } else { "promoting" }, &why).await;
                 self.record_failover(v, promoted).await;
             }
-            Decision::Follow { upstream } => {
-                if let Err(e) = self.follow(inv, upstream).await {
-                    tracing::warn!("follow {upstream}: {e}");
-                } else {
-                    self.history("re-pointed", &format!("streams from {upstream}")).await;
+            Decision::Follow { upstream } => match self.follow(inv, v, upstream).await {
+                Ok(Followed::Repointed) => self.history("re-pointed", &format!("streams from {upstream}")).await,
+                Ok(Followed::Waiting) => {}
+                Ok(Followed::Diverged(why)) => {
+                    // It cannot stream from the new primary: rewind it.
+                    self.history("diverged", &why).await;
+                    self.rejoin(Some(upstream)).await;
                 }
-            }
+                Err(e) => tracing::warn!("follow {upstream}: {e}"),
+            },
             Decision::StartStandby { leader, rejoin } => {
                 if *rejoin {
-                    let r = ops::ha::RejoinRequest {
-                        name: self.name.clone(),
-                        node: match model::NodeName::new(me.clone()) {
-                            Ok(n) => n,
-                            Err(_) => return,
-                        },
-                        reclone: false,
-                        dry_run: false,
-                        yes: true,
-                        timeout: Duration::from_secs(5),
-                        max_rate: None,
-                    };
-                    match ops::ha::rejoin(self.env(), r).await {
-                        Ok(_) => {
-                            self.history("rejoined", &format!("as a standby of {}", leader.as_deref().unwrap_or("?")))
-                                .await
-                        }
-                        Err(e) => tracing::warn!("rejoin: {e}"),
-                    }
+                    self.rejoin(leader.as_deref()).await;
                 } else {
                     let argv = plan::argv::pg_ctl_start(&self.cl.bin_dir, &node.data_dir, &node.socket_dir(), 60);
                     match self.cl.host(&me) {
@@ -383,23 +368,88 @@ impl<'a> Actor<'a> {
         }
     }
 
+    /// Rewind this node and bring it back as a standby (the rejoin
+    /// operation, under the cluster's lock).
+    async fn rejoin(&self, leader: Option<&str>) {
+        let Ok(node) = model::NodeName::new(self.me.clone()) else { return };
+        let r = ops::ha::RejoinRequest {
+            name: self.name.clone(),
+            node,
+            reclone: false,
+            dry_run: false,
+            yes: true,
+            timeout: Duration::from_secs(5),
+            max_rate: None,
+        };
+        match ops::ha::rejoin(self.env(), r).await {
+            Ok(_) => self.history("rejoined", &format!("as a standby of {}", leader.unwrap_or("?"))).await,
+            Err(e) => tracing::warn!("rejoin: {e}"),
+        }
+    }
+
     /// Stream from `upstream`: its slot there first, then primary_conninfo.
-    async fn follow(&self, inv: &Inventory, upstream: &str) -> Result<(), String> {
+    /// First, whether this node can: WAL past the fork of the upstream's
+    /// timeline means a rewind ([`doctor::timeline::diverged`]).
+    async fn follow(&self, inv: &Inventory, v: &View, upstream: &str) -> Result<Followed, String> {
         let me = inv.node(&self.me).ok_or("not in the inventory")?;
         let up = inv.node(upstream).ok_or("the leader is not in the inventory")?;
         let ut = self.target(inv, upstream).ok_or("no target")?;
+        let (leader_tli, history) = timeline_of(&ut).await?;
+        let forks = doctor::timeline::parse_history(&history);
+        if doctor::timeline::diverged(v.local.timeline, v.local.flush_lsn, leader_tli, &forks) {
+            return Ok(Followed::Diverged(format!(
+                "WAL up to {} on timeline {}, past where {upstream}'s timeline {leader_tli} forked from it",
+                model::PgLsn::from(v.local.flush_lsn),
+                v.local.timeline
+            )));
+        }
+        let t = self.target(inv, &self.me).ok_or("no target")?;
+        let conninfo = plan::conf::primary_conninfo(inv, me, up);
+        let c = pg::connect(&t, PROBE).await.map_err(|e| e.to_string())?;
+        let now: String = tokio::time::timeout(PROBE, c.query_one("SELECT current_setting('primary_conninfo')", &[]))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?
+            .get(0);
+        if now == conninfo {
+            // Pointed there already: its WAL receiver is (re)starting.
+            return Ok(Followed::Waiting);
+        }
         let slot = model::slot_name(&self.me);
         pg::execute(&ut, &plan::sql::create_slot(&slot), PROBE).await.map_err(|e| e.to_string())?;
-        let t = self.target(inv, &self.me).ok_or("no target")?;
         for sql in [
-            plan::sql::alter_system_set("primary_conninfo", &plan::conf::primary_conninfo(inv, me, up)),
+            plan::sql::alter_system_set("primary_conninfo", &conninfo),
             plan::sql::alter_system_set("primary_slot_name", &slot),
             "SELECT pg_reload_conf()".to_string(),
         ] {
             pg::execute(&t, &sql, PROBE).await.map_err(|e| e.to_string())?;
         }
-        Ok(())
+        Ok(Followed::Repointed)
     }
+}
+
+/// What `follow` did.
+enum Followed {
+    Repointed,
+    /// Already pointed at the upstream; its WAL receiver is starting.
+    Waiting,
+    /// It cannot stream from the upstream (why): it needs a rewind.
+    Diverged(String),
+}
+
+/// A primary's timeline and its history file (empty on timeline 1), read
+/// over SQL (the admin role is a superuser: pg_read_file).
+async fn timeline_of(t: &pg::Target) -> Result<(u32, String), String> {
+    let c = pg::connect(t, PROBE).await.map_err(|e| e.to_string())?;
+    let q = "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), \
+             coalesce(pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history', 0, 1048576, true), '')";
+    let r = tokio::time::timeout(PROBE, c.query_one(q, &[]))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let hex: String = r.get(0);
+    let tli = u32::from_str_radix(&hex, 16).map_err(|e| format!("timeline {hex}: {e}"))?;
+    Ok((tli, r.get(1)))
 }
 
 /// Stop a server from acknowledging at once: SIGSTOP the postmaster (it

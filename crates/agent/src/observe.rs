@@ -54,7 +54,7 @@ pub fn local(inv: &Inventory, me: &str, o: &NodeObservation) -> Local {
         in_recovery,
         timeline: o.timeline.unwrap_or(0),
         flush_lsn: if in_recovery { o.receive_lsn.or(o.lsn) } else { o.lsn }.map(u64::from).unwrap_or(0),
-        receiving: o.upstream_host.is_some(),
+        receiving: o.upstream_host.is_some() && o.upstream_streaming,
         upstream,
         was_primary,
     }

@@ -21,6 +21,7 @@ pub mod health;
 pub mod quorum;
 pub mod state;
 pub mod sync;
+pub mod timeline;
 
 pub use decide::{decide, Blocked, Decision};
 pub use state::{HaMode, Leader, Local, Member, PgRun, SyncSet, View};

@@ -87,6 +87,10 @@ pub struct NodeObservation {
     /// Standby: where its WAL receiver streams from.
     pub upstream_host: Option<String>,
     pub upstream_port: Option<u16>,
+    /// Standby: its WAL receiver is in state `streaming` (not starting or
+    /// retrying, as it does forever when its upstream's timeline forked
+    /// before what it already has).
+    pub upstream_streaming: bool,
     pub downstreams: Vec<Downstream>,
     pub slots: Vec<Slot>,
     pub synchronous_standby_names: Option<String>,
@@ -107,6 +111,7 @@ impl NodeObservation {
             lsn: None,
             receive_lsn: None,
             upstream_host: None,
+            upstream_streaming: false,
             upstream_port: None,
             downstreams: Vec::new(),
             slots: Vec::new(),

@@ -59,6 +59,7 @@ fn opts(timeout: Duration) -> HaOpts {
         promote_secs: 30,
         stop_secs: timeout.as_secs().max(1),
         copy_max_rate: None,
+        agents_follow: false,
     }
 }
 
@@ -181,7 +182,8 @@ pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpErr
         if resumed { (stored.clone(), vec![]) } else { plan::ha::promote_in_inventory(&stored, &target, &obs, true) };
     notes.extend(n2);
     desired.state.previous_primary = Some(old.clone());
-    let mut plan = plan::ha::plan_failover(&old, &desired, &cl.ctx(WAIT), &obs, &opts(r.timeout)).map_err(refused)?;
+    let o = HaOpts { agents_follow: r.promoted, ..opts(r.timeout) };
+    let mut plan = plan::ha::plan_failover(&old, &desired, &cl.ctx(WAIT), &obs, &o).map_err(refused)?;
     plan.notes.splice(0..0, notes);
     let q = format!("Fail over {}: promote {target}; {old} will need a rejoin.", r.name);
     let out = run_plan(env, &cl, desired, plan, apply(&r.name, r.dry_run, r.yes, &q, r.timeout)).await?;

@@ -31,7 +31,7 @@ const NODE_SQL: &str = "SELECT pg_is_in_recovery(),
   current_setting('max_wal_senders')::int,
   current_setting('max_replication_slots')::int";
 
-const RECEIVER_SQL: &str = "SELECT sender_host, sender_port FROM pg_stat_wal_receiver";
+const RECEIVER_SQL: &str = "SELECT sender_host, sender_port, status = 'streaming' FROM pg_stat_wal_receiver";
 /// `silent`: see [`Downstream::silent`].
 const DOWNSTREAM_SQL: &str = "SELECT application_name, client_addr::text, state, sync_state, replay_lsn, flush_lsn,
   coalesce(state = 'streaming' AND sent_lsn > flush_lsn AND now() - reply_time > interval '2 seconds', false)
@@ -60,6 +60,7 @@ async fn probe_inner(name: &str, t: &Target, deadline: Duration) -> Result<NodeO
         if let Some(rr) = q(&c, &a, "probe wal receiver", RECEIVER_SQL, deadline).await?.first() {
             o.upstream_host = rr.get(0);
             o.upstream_port = rr.get::<_, Option<i32>>(1).map(|p| p as u16);
+            o.upstream_streaming = rr.get::<_, Option<bool>>(2).unwrap_or(false);
         }
     }
     for d in q(&c, &a, "probe replication", DOWNSTREAM_SQL, deadline).await? {

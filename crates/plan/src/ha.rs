@@ -16,6 +16,10 @@ pub struct HaOpts {
     pub stop_secs: u64,
     /// rejoin --reclone: pg_basebackup `--max-rate`.
     pub copy_max_rate: Option<String>,
+    /// Failover recorded for an agent: the standbys' agents re-point them
+    /// and the leader's agent names the synchronous ones, so the plan does
+    /// neither (nor waits for them while it holds the cluster's lock).
+    pub agents_follow: bool,
 }
 
 /// A ranked failover candidate and why it ranks there.
@@ -446,8 +450,12 @@ pub fn plan_failover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed, 
         );
         p.best_effort();
     }
-    repoint_steps(&mut p, 0, desired, obs, opts.catchup_secs);
-    sync_after_promotion(&mut p, desired, &new.name, obs, opts.catchup_secs);
+    if opts.agents_follow {
+        p.notes.push("the agents re-point the standbys and name the synchronous ones".into());
+    } else {
+        repoint_steps(&mut p, 0, desired, obs, opts.catchup_secs);
+        sync_after_promotion(&mut p, desired, &new.name, obs, opts.catchup_secs);
+    }
     p.push_in(0, "", "", "done", Action::ClearIntent, "the failover is complete");
     Ok(p)
 }

@@ -13,7 +13,14 @@ fn ctx() -> Ctx {
 }
 
 fn opts() -> HaOpts {
-    HaOpts { max_lag_bytes: 16 << 20, catchup_secs: 60, promote_secs: 30, stop_secs: 10, copy_max_rate: None }
+    HaOpts {
+        max_lag_bytes: 16 << 20,
+        catchup_secs: 60,
+        promote_secs: 30,
+        stop_secs: 10,
+        copy_max_rate: None,
+        agents_follow: false,
+    }
 }
 
 /// pg1 primary; pg2 sync; pg3 potential; pg4 cascaded from pg3.
@@ -159,6 +166,22 @@ fn failover_stops_what_answers_and_never_rewinds() {
     let p = plan_failover("pg1", &d, &ctx(), &o, &opts()).unwrap();
     assert!(!ids(&p).contains(&"pg1:stop"));
     assert!(p.notes[0].contains("needing a rejoin"));
+}
+
+#[test]
+fn failover_recorded_for_an_agent_leaves_the_standbys_to_their_agents() {
+    let mut o = observed();
+    o.nodes.insert("pg1".into(), NodeObservation::unanswered("pg1", RunState::Unreachable, "known down"));
+    // The agent promoted pg2 already.
+    o.nodes.get_mut("pg2").unwrap().role = ObservedRole::Primary;
+    let (d, _) = promote_in_inventory(&inv(), "pg2", &o, true);
+    let p = plan_failover("pg1", &d, &ctx(), &o, &HaOpts { agents_follow: true, ..opts() }).unwrap();
+    // Record, then clear the intent: no promotion, no re-pointing, no wait
+    // under the lock for a standby that may have to be rewound first.
+    assert_eq!(ids(&p), vec!["record", "done"], "{:?}", ids(&p));
+    assert!(p.notes.iter().any(|n| n.contains("agents re-point")));
+    let p = plan_failover("pg1", &d, &ctx(), &o, &opts()).unwrap();
+    assert!(ids(&p).contains(&"pg3:conninfo"), "{:?}", ids(&p));
 }
 
 #[test]
