@@ -285,6 +285,14 @@ impl<'a> Actor<'a> {
                     match self.cl.host(&me) {
                         Ok(h) => match h.run(&host::Run::new(&argv, Duration::from_secs(65))).await {
                             Ok(o) if o.ok() => self.history("started", "as a standby").await,
+                            Ok(o) if leader.is_some() => {
+                                // A standby that does not start (its WAL went
+                                // past the new timeline's fork: "requested
+                                // timeline does not contain minimum recovery
+                                // point") is rewound from the leader.
+                                self.history("could not start", o.stderr.trim()).await;
+                                self.rejoin(leader.as_deref()).await;
+                            }
                             Ok(o) => tracing::warn!("start: {}", o.stderr.trim()),
                             Err(e) => tracing::warn!("start: {e}"),
                         },

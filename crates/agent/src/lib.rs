@@ -109,7 +109,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         }
         let (lost, current) = {
             let mut l = lease.lock().unwrap_or_else(|e| e.into_inner());
-            (std::mem::take(&mut l.lost), l.id)
+            (std::mem::take(&mut l.lost) || meet.take_lease_gone(), l.id)
         };
         let lease_id = if lost {
             // The lease expired (etcd unreachable too long): its keys are

@@ -113,6 +113,10 @@ pub async fn switchover(env: Env<'_>, r: SwitchoverRequest) -> Result<Outcome, O
 
 pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpError> {
     let store = env.stores.for_cluster(&r.name).await?;
+    need_answer_or_yes(env.ui, r.yes, r.dry_run, "failover promotes a standby")?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale failover", env.stores.lock_wait()).await?) };
+    // Read under the lock: what the command that held it last recorded.
     let stored = store.load(&r.name).await?;
     let old = match &stored.state.previous_primary {
         Some(p) => p.clone(),
@@ -121,9 +125,6 @@ pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpErr
     if r.to.as_ref().is_some_and(|t| *t == old) {
         return Ok(Outcome::Unchanged(format!("{old} is already the recorded primary: nothing to do")));
     }
-    need_answer_or_yes(env.ui, r.yes, r.dry_run, "failover promotes a standby")?;
-    let _lock =
-        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale failover", env.stores.lock_wait()).await?) };
     let cl = Cluster::open_skipping(store.clone(), stored.clone(), r.timeout, r.dry_run, &r.known_down).await?;
     let targets: Vec<_> = cl.targets().into_iter().filter(|(n, _)| !r.known_down.contains(n)).collect();
     let mut obs = pg::probe_all(&targets, r.timeout).await;
@@ -193,6 +194,11 @@ pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpErr
 
 pub async fn rejoin(env: Env<'_>, r: RejoinRequest) -> Result<Outcome, OpError> {
     let store = env.stores.for_cluster(&r.name).await?;
+    need_answer_or_yes(env.ui, r.yes, r.dry_run, "rejoin discards what the node wrote on its own")?;
+    let _lock =
+        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale rejoin", env.stores.lock_wait()).await?) };
+    // Read under the lock: a failover that held it may have just recorded
+    // a new primary (the one to rewind from).
     let stored = store.load(&r.name).await?;
     let n = stored
         .node(&r.node)
@@ -201,9 +207,6 @@ pub async fn rejoin(env: Env<'_>, r: RejoinRequest) -> Result<Outcome, OpError> 
     if stored.is_primary(&r.node) {
         return Err(invalid(format!("{} is the primary; rejoin brings a standby back", r.node)));
     }
-    need_answer_or_yes(env.ui, r.yes, r.dry_run, "rejoin discards what the node wrote on its own")?;
-    let _lock =
-        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale rejoin", env.stores.lock_wait()).await?) };
     // pg_rewind and pg_basebackup refuse another major version: say so first.
     let scope = Scope {
         only: Some(vec![r.node.to_string()]),

@@ -65,13 +65,25 @@ pub fn drop_slot(name: &str) -> String {
 
 /// pg_rewind as the replication role reads files through these functions.
 pub fn grant_rewind(role: &str) -> String {
-    let r = ident(role);
-    format!(
-        "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO {r}; \
-         GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO {r}; \
-         GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO {r}; \
-         GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO {r}"
-    )
+    // Each GRANT only when missing: a GRANT rewrites its catalog row even
+    // when nothing changes, and that commit waits for a synchronous standby
+    // which may be the very node about to be rewound. Checks write nothing.
+    let (r, l) = (ident(role), literal(role));
+    let grants: String = [
+        "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+        "pg_catalog.pg_stat_file(text, boolean)",
+        "pg_catalog.pg_read_binary_file(text)",
+        "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+    ]
+    .iter()
+    .map(|f| {
+        format!(
+            "IF NOT has_function_privilege({l}, {fl}, 'EXECUTE') THEN GRANT EXECUTE ON FUNCTION {f} TO {r}; END IF; ",
+            fl = literal(f)
+        )
+    })
+    .collect();
+    format!("DO $pgscale$ BEGIN {grants}END $pgscale$")
 }
 
 /// Drop every physical slot but `keep` (a node that stopped being a
@@ -137,5 +149,19 @@ mod tests {
         assert!(s.contains("REPLICATION"));
         assert!(s.contains("'SCRAM-SHA-256$4096:abc$def:ghi'"));
         assert!(s.contains("CREATE ROLE %I"));
+    }
+}
+
+#[cfg(test)]
+mod grant_tests {
+    use super::*;
+
+    #[test]
+    fn rewind_grants_are_conditional_and_quoted() {
+        let s = grant_rewind("repl\"x");
+        assert!(s.starts_with("DO $pgscale$ BEGIN IF NOT has_function_privilege('repl\"x', "), "{s}");
+        assert_eq!(s.matches("GRANT EXECUTE").count(), 4);
+        assert!(s.contains("TO \"repl\"\"x\"; END IF;"), "{s}");
+        assert!(s.ends_with("END $pgscale$"));
     }
 }

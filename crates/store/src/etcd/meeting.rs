@@ -40,6 +40,9 @@ pub struct Meeting {
     base: String,
     attempt: Duration,
     keeper: tokio::sync::Mutex<Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>>,
+    /// A call was refused because its lease is unknown to etcd (expired):
+    /// the caller takes a new one ([`Meeting::take_lease_gone`]).
+    lease_gone: std::sync::atomic::AtomicBool,
 }
 
 fn err(e: etcd_client::Error) -> StoreError {
@@ -64,6 +67,7 @@ impl Meeting {
             base: format!("{}/clusters/{cluster}/ha/", spec.prefix),
             attempt,
             keeper: Default::default(),
+            lease_gone: Default::default(),
         })
     }
 
@@ -86,7 +90,12 @@ impl Meeting {
                 Ok(Err(e)) if health::retryable(&e.to_string()) && left > Duration::from_millis(20) => {
                     tokio::time::sleep(Duration::from_millis(10)).await
                 }
-                Ok(Err(e)) => return Err(err(e)),
+                Ok(Err(e)) => {
+                    if e.to_string().contains("requested lease not found") {
+                        self.lease_gone.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Err(err(e));
+                }
                 Err(_) => {
                     return Err(StoreError::Unavailable {
                         store: "etcd".into(),
@@ -95,6 +104,13 @@ impl Meeting {
                 }
             }
         }
+    }
+
+    /// Whether a call since the last look was refused for an unknown
+    /// lease. A keep-alive stuck on an unreachable member never hears that
+    /// its lease expired; a write through a live member does.
+    pub fn take_lease_gone(&self) -> bool {
+        self.lease_gone.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn grant(&self, ttl_s: i64) -> Result<i64, StoreError> {
