@@ -7,13 +7,23 @@
 #   crash  kill -9 of the primary's postmaster and every process under it
 #   hang   SIGSTOP of the primary's postmaster (fresh connections hang)
 #   node   kill -9 of the primary's agent and PostgreSQL (the agent comes back)
+#   partition  the primary's host cut off (both links down), then healed
+#   etcdcut    the primary's host cut from etcd only (replication and clients
+#              still reach it), then healed
+# The last two need root: they run on the network-namespace bed of
+# crates/cli/tests/partition.rs (three namespaces, each with PostgreSQL,
+# sshd, an agent and an etcd member; a writer beside every node), through
+# its ignored test `partition_figures`, in a release build, always with the
+# default profile (2 s lease).
 # Setup: a 3-member etcd (500 ms election), pg1 primary, pg2 sync, pg3 async,
 # an agent per node with the default profile (2 s lease). Between runs the
 # agents rejoin the old primary; the next run faults whoever is primary.
 #   bench/doctor.sh                 # N=20
 #   N=3 bench/doctor.sh             # a quick smoke run
 #   PROFILE=fast FAULTS=node bench/doctor.sh   # node death with the 1 s lease profile
+#   FAULTS="partition etcdcut" bench/doctor.sh   # the namespace faults only
 #   PEERS=/tmp/peers-out bench/doctor.sh   # add ../shared/peers figures from that run's output
+#   PEERS=run bench/doctor.sh   # run the peers (repmgr, pg_auto_failover, Patroni) first, same machine
 # Prints a Markdown table (stdout); progress on stderr. Every process it
 # starts is stopped by PID when it exits, also on failure.
 set -euo pipefail
@@ -21,7 +31,19 @@ shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 N=${N:-20}
 PROFILE=${PROFILE:-default}   # the agents' lease profile: default (2 s) or fast (1 s)
-FAULTS=${FAULTS:-crash hang node}
+FAULTS=${FAULTS:-crash hang node partition etcdcut}
+if [ "${PEERS:-}" = run ]; then
+  # The peers' own harness, before pgscale's runs, on the same machine.
+  PEERS=$(mktemp -d /tmp/peers-out-XXXXXX)
+  OUTDIR=$PEERS SWITCHOVER_ROUNDS=0 FAILOVER_ROUNDS=${PEER_ROUNDS:-3} ../shared/peers/run_all.sh repmgr pgautofailover patroni >&2 || true
+fi
+LOOPBACK=() NETNS=()
+for f in $FAULTS; do
+  case $f in
+    partition | etcdcut) NETNS+=("$f") ;;
+    *) LOOPBACK+=("$f") ;;
+  esac
+done
 cargo build --release -q
 cargo build --release -q --example failover_probe
 B=$PWD/target/release/pgscale
@@ -47,6 +69,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ ${#LOOPBACK[@]} -gt 0 ]; then
 start_etcd
 export PGSCALE_HOME=$W/home PGSCALE_ETCD=$EPS
 PORT=$(free_port 3)
@@ -76,7 +99,7 @@ wait_healthy() {
 }
 addr() { echo "127.0.0.${1#pg}:$PORT"; }
 
-for fault in $FAULTS; do
+for fault in "${LOOPBACK[@]}"; do
   : >"$W/$fault.jsonl"
   for i in $(seq "$N"); do
     wait_healthy
@@ -100,10 +123,19 @@ for fault in $FAULTS; do
     if [ "$fault" = node ]; then start_agent "$l"; fi
   done
 done
+fi
+
+for fault in "${NETNS[@]}"; do
+  if [ "$(id -u)" != 0 ]; then log "$fault: the namespace bed needs root: skipped"; continue; fi
+  # The bed's test stops every process it starts and deletes its namespaces.
+  PGSCALE_BENCH_N=$N PGSCALE_BENCH_FAULT=$fault PGSCALE_BENCH_OUT=$W/$fault.jsonl \
+    cargo test -q --release --all-features -p pgscale --test partition -- --ignored --exact partition_figures --nocapture >&2
+done
 
 echo "| fault (N=$N each, profile $PROFILE: lease TTL $([ "$PROFILE" = fast ] && echo 1 || echo 2) s, random phase) | time to first commit on the new primary p50 / p95 / max | longest write gap p50 / p95 / max | dual-ack overlap | acknowledged ids lost |"
 echo "| --- | --- | --- | --- | --- |"
 for fault in $FAULTS; do
+  [ -s "$W/$fault.jsonl" ] || continue
   python3 - "$W/$fault.jsonl" "$fault" <<'PY'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -113,7 +145,9 @@ def f(k):
     v = [r[k] for r in rows]
     return f"{statistics.median(v):.2f} / {q(v, 0.95):.2f} / {max(v):.2f} s"
 name = {"crash": "PostgreSQL crash on the primary (kill -9)", "hang": "hung primary (SIGSTOP of the postmaster)",
-        "node": "the primary's agent and PostgreSQL killed (node death without a partition)"}[sys.argv[2]]
+        "node": "the primary's agent and PostgreSQL killed (node death without a partition)",
+        "partition": "the primary's host cut off (links down; namespace bed)",
+        "etcdcut": "the primary's host cut from etcd only (namespace bed)"}[sys.argv[2]]
 print(f"| {name} | {f('rto_s')} | {f('gap_s')} | {max(r['dual_ack_s'] for r in rows):.3f} s max | {sum(r['lost'] for r in rows)} of {sum(r['acked'] for r in rows)} |")
 PY
 done
