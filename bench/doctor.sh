@@ -8,6 +8,10 @@
 #   hang   SIGSTOP of the primary's postmaster (fresh connections hang)
 #   node   kill -9 of the primary's agent and PostgreSQL (the agent comes back)
 #   partition  the primary's host cut off (both links down), then healed
+#   switchover           `pgscale switchover` to the synchronous standby,
+#                        agents running (the same probe; the "fault" is the command)
+#   switchover-noagents  the same with no agent running (HA disabled, agents
+#                        stopped for these rounds, started again after)
 #   etcdcut    the primary's host cut from etcd only (replication and clients
 #              still reach it), then healed
 # The last two need root: they run on the network-namespace bed of
@@ -31,7 +35,7 @@ shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 N=${N:-20}
 PROFILE=${PROFILE:-default}   # the agents' lease profile: default (2 s) or fast (1 s)
-FAULTS=${FAULTS:-crash hang node partition etcdcut}
+FAULTS=${FAULTS:-crash hang node switchover switchover-noagents partition etcdcut}
 if [ "${PEERS:-}" = run ]; then
   # The peers' own harness, before pgscale's runs, on the same machine.
   PEERS=$(mktemp -d /tmp/peers-out-XXXXXX)
@@ -87,7 +91,17 @@ start_agent() { # node
 }
 for n in pg1 pg2 pg3; do start_agent "$n"; done
 status() { "$B" ha -n af status --output json 2>/dev/null; }
-leader() { status | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")' 2>/dev/null || true; }
+leader() {
+  if [ "$AGENTS" = on ]; then
+    status | python3 -c 'import json,sys; print(json.load(sys.stdin).get("leader") or "")' 2>/dev/null || true
+  else # no agents, no leader key: the node that runs as a primary
+    for n in pg1 pg2 pg3; do
+      [ "$("$B" psql -n af --node "$n" -- -Atc "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ] && echo "$n" && return
+    done
+  fi
+}
+AGENTS=on
+sync_of() { "$B" psql -n af --node "$1" -- -Atc "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync' LIMIT 1"; }
 # Healthy: a leader, both others streaming from it, one of them synchronous.
 healthy() {
   local l; l=$(leader); [ -n "$l" ] || return 1
@@ -101,6 +115,12 @@ addr() { echo "127.0.0.${1#pg}:$PORT"; }
 
 for fault in "${LOOPBACK[@]}"; do
   : >"$W/$fault.jsonl"
+  if [ "$fault" = switchover-noagents ]; then
+    # Disabled first, so that the guards are disarmed before the agents go.
+    "$B" ha -n af disable >/dev/null 2>&1; sleep 2
+    for n in pg1 pg2 pg3; do kill "${AGENT[$n]}" 2>/dev/null || true; wait "${AGENT[$n]}" 2>/dev/null || true; done
+    AGENTS=off
+  fi
   for i in $(seq "$N"); do
     wait_healthy
     l=$(leader)
@@ -111,6 +131,7 @@ for fault in "${LOOPBACK[@]}"; do
       crash) f=(sh -c 'kill -9 "$1" $(ps -o pid= --ppid "$1")' sh "$pm") ;;
       hang) f=(kill -STOP "$pm") ;;
       node) f=(sh -c 'kill -9 "$2" "$1" $(ps -o pid= --ppid "$1")' sh "$pm" "${AGENT[$l]}") ;;
+      switchover*) f=("$B" switchover -n af --to "$(sync_of "$l")" --yes) ;;
     esac
     ttl_ms=$([ "$PROFILE" = fast ] && echo 1000 || echo 2000)
     phase=$(python3 -c "import random; print(int(random.uniform(0, $ttl_ms)))")
@@ -122,6 +143,11 @@ for fault in "${LOOPBACK[@]}"; do
     fi
     if [ "$fault" = node ]; then start_agent "$l"; fi
   done
+  if [ "$AGENTS" = off ]; then
+    for n in pg1 pg2 pg3; do start_agent "$n"; done
+    "$B" ha -n af enable >/dev/null 2>&1
+    AGENTS=on
+  fi
 done
 fi
 
@@ -146,6 +172,8 @@ def f(k):
     return f"{statistics.median(v):.2f} / {q(v, 0.95):.2f} / {max(v):.2f} s"
 name = {"crash": "PostgreSQL crash on the primary (kill -9)", "hang": "hung primary (SIGSTOP of the postmaster)",
         "node": "the primary's agent and PostgreSQL killed (node death without a partition)",
+        "switchover": "`pgscale switchover` with the agents running (write downtime = the gap)",
+        "switchover-noagents": "`pgscale switchover` without agents",
         "partition": "the primary's host cut off (links down; namespace bed)",
         "etcdcut": "the primary's host cut from etcd only (namespace bed)"}[sys.argv[2]]
 print(f"| {name} | {f('rto_s')} | {f('gap_s')} | {max(r['dual_ack_s'] for r in rows):.3f} s max | {sum(r['lost'] for r in rows)} of {sum(r['acked'] for r in rows)} |")

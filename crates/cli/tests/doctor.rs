@@ -225,6 +225,61 @@ fn a_switchover_by_command_with_agents_running_settles_without_fencing() {
     assert_eq!(status_of(&k, "af")["leader"], "pg2");
 }
 
+/// scale-out, scale-in, a forced failover and a rejoin by command while the
+/// agents run: the agents pause while each command holds the cluster's
+/// lock, nothing is fenced or promoted behind the command's back, and
+/// afterwards the agents settle on the command's result (the key follows
+/// the new primary; the old one is rewound by its agent). Every commit the
+/// writers saw acknowledged is on the final primary, and the old primary's
+/// last acknowledgement precedes the new one's first.
+#[test]
+fn commands_with_agents_running_pause_them_and_the_agents_follow() {
+    let k = Kit::with_etcd(BIN);
+    let (ports, _agents) = three_nodes_with_agents(&k);
+    let hist = || k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
+    let pw = testkit::admin_password(&k.home(), "af");
+    let probe = Probe::start(vec![Target::new("127.0.0.1", ports[0]), Target::new("127.0.0.2", ports[1])], &pw);
+    // scale-out of pg4 (asynchronous, no agent of its own), then scale-in.
+    let p4 = free_port("127.0.0.4");
+    let add = format!(
+        "nodes:\n  - name: pg4\n    host: 127.0.0.4\n    port: {p4}\n    data_dir: {}\n",
+        k.path("pg4").display()
+    );
+    ok(k.cmd().args(["scale-out", "-n", "af", "-c"]).arg(k.write("add.yaml", &add)).output().unwrap());
+    assert_eq!(sql(&k, "pg4", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
+    ok(k.cmd().args(["scale-in", "-n", "af", "--node", "pg4", "--yes"]).output().unwrap());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let h = hist();
+    assert!(!h.contains("\"fenced\"") && !h.contains("promot"), "{h}\n{}", agent_logs(&k));
+    assert_eq!(status_of(&k, "af")["leader"], "pg1");
+    // A forced failover while pg1 still runs: the command stops pg1 and
+    // promotes pg2 under the lock; then pg1's agent releases the key, pg2's
+    // takes it and pg1 is rewound by its agent.
+    let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
+    ok(k.cmd().args(["failover", "-n", "af", "--to", "pg2", "--force", "--yes"]).output().unwrap());
+    assert!(!testkit::alive(pid), "the command stopped pg1");
+    wait_for("pg2's agent holds the leader key", 30, || status_of(&k, "af")["leader"] == "pg2");
+    wait_for("pg1 rejoins as a standby streaming from pg2", 120, || {
+        sql(&k, "pg2", "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
+            == Some("pg1,pg3")
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let acked = probe.finish();
+    let first_pg2 = acked[1].first().map(|a| a.1).expect("pg2 acknowledged after the failover");
+    assert!(acked[0].last().is_some_and(|l| l.1 < first_pg2), "no dual acknowledgement");
+    let all: Vec<String> = acked.iter().flatten().map(|(i, _)| i.to_string()).collect();
+    let found = sql(&k, "pg2", &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
+    assert_eq!(found, all.len().to_string(), "every acknowledged id is on pg2");
+    // A rejoin by command of a node already streaming: the agents wait for
+    // it and nothing else moves.
+    ok(k.cmd().args(["rejoin", "-n", "af", "--node", "pg3", "--yes"]).output().unwrap());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let h = hist();
+    assert!(!h.contains("\"promoted\""), "no agent promoted anything: {h}");
+    assert_eq!(status_of(&k, "af")["leader"], "pg2");
+    ok(k.cmd().args(["check", "-n", "af"]).output().unwrap());
+}
+
 #[test]
 fn twenty_etcd_leader_moves_cause_no_failover() {
     let k = Kit::with_etcd(BIN);
