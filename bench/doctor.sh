@@ -17,8 +17,7 @@
 # The last two need root: they run on the network-namespace bed of
 # crates/cli/tests/partition.rs (three namespaces, each with PostgreSQL,
 # sshd, an agent and an etcd member; a writer beside every node), through
-# its ignored test `partition_figures`, in a release build, always with the
-# default profile (2 s lease).
+# its ignored test `partition_figures`, in a release build, with PROFILE.
 # Setup: a 3-member etcd (500 ms election), pg1 primary, pg2 sync, pg3 async,
 # an agent per node with the default profile (2 s lease). Between runs the
 # agents rejoin the old primary; the next run faults whoever is primary.
@@ -154,7 +153,7 @@ fi
 for fault in "${NETNS[@]}"; do
   if [ "$(id -u)" != 0 ]; then log "$fault: the namespace bed needs root: skipped"; continue; fi
   # The bed's test stops every process it starts and deletes its namespaces.
-  PGSCALE_BENCH_N=$N PGSCALE_BENCH_FAULT=$fault PGSCALE_BENCH_OUT=$W/$fault.jsonl \
+  PGSCALE_BENCH_N=$N PGSCALE_BENCH_FAULT=$fault PGSCALE_BENCH_OUT=$W/$fault.jsonl PGSCALE_BENCH_PROFILE=$PROFILE \
     cargo test -q --release --all-features -p pgscale --test partition -- --ignored --exact partition_figures --nocapture >&2
 done
 

@@ -246,6 +246,11 @@ impl<'a> Actor<'a> {
                 // local server at once (first commit sooner), then record it
                 // and re-point the others through the failover operation.
                 let t0 = Instant::now();
+                if let Err(e) = self.name_before_promotion(inv, v, *reported_max).await {
+                    // Not promoted without it: retried next tick.
+                    tracing::warn!("name the synchronous standbys before promotion: {e}");
+                    return;
+                }
                 let promoted = match self.target(inv, &me) {
                     Some(t) => match pg::promote(&t, PROMOTE_SECS, PROBE).await {
                         Ok(still_in_recovery) => !still_in_recovery,
@@ -301,6 +306,36 @@ impl<'a> Actor<'a> {
                 }
             }
         }
+    }
+
+    /// Strict synchronous mode across a promotion: while still a standby,
+    /// name the other nodes in synchronous_standby_names (ignored until the
+    /// promotion), so the new primary acknowledges nothing before a standby
+    /// streaming from it has it ([`doctor::sync::at_promotion`]). They become
+    /// eligible (Fence B) once they flushed past `at`.
+    async fn name_before_promotion(&self, inv: &Inventory, v: &View, at: u64) -> Result<(), String> {
+        let rank = |m: model::SyncMode| match m {
+            model::SyncMode::Sync => 0,
+            model::SyncMode::Potential => 1,
+            _ => 2,
+        };
+        let mut others: Vec<&model::NodeSpec> = inv.staying().filter(|n| n.name != self.me).collect();
+        others.sort_by_key(|n| rank(n.sync_mode()));
+        let names: Vec<String> = others.iter().map(|n| n.name.clone()).collect();
+        let k = inv.staying().filter(|n| n.sync_mode() == model::SyncMode::Sync).count();
+        let Some(c) = doctor::sync::at_promotion(k, &names, v.last_leader.as_deref()) else { return Ok(()) };
+        let t = self.target(inv, &self.me).ok_or("not in the inventory")?;
+        for sql in [
+            plan::sql::alter_system_set("synchronous_standby_names", &plan::sync::render(c.k, &c.names)),
+            "SELECT pg_reload_conf()".to_string(),
+        ] {
+            pg::execute(&t, &sql, PROBE).await.map_err(|e| e.to_string())?;
+        }
+        let mut named = self.named_at.lock().unwrap_or_else(|e| e.into_inner());
+        for n in &c.names {
+            named.insert(n.clone(), at);
+        }
+        Ok(())
     }
 
     /// The failover operation for this node: with `promoted`, it records

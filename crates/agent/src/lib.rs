@@ -174,6 +174,12 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             (model::RunState::Running, Some(e)) => {
                 doctor::Decision::Idle { why: format!("PostgreSQL answered with an error: {e}") }
             }
+            // Hung means no answer within the deadline. A fresh connection
+            // that failed at once while the postmaster lives is not a hang:
+            // a single such failure once fenced a primary just promoted.
+            (_, Some(e)) if v.local.run == doctor::PgRun::Hung && !observe::timed_out(e) => doctor::Decision::Idle {
+                why: format!("a fresh connection failed at once (not hung; looked at again next tick): {e}"),
+            },
             _ => doctor::decide(&v),
         };
         report(&shared, &v, &d, &o, keys.is_some(), margin);

@@ -27,6 +27,13 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// Whether a probe error is the deadline passing (a hung server), not a
+/// failure the server or the network reported at once.
+pub fn timed_out(error: &str) -> bool {
+    let e = error.to_lowercase();
+    e.contains("deadline") || e.contains("timed out") || e.contains("timeout")
+}
+
 /// The local server, from a probe over a fresh connection.
 pub fn local(inv: &Inventory, me: &str, o: &NodeObservation) -> Local {
     let n = inv.node(me).expect("the agent's node is in the inventory");
@@ -220,4 +227,15 @@ pub fn sync_want(inv: &Inventory, me: &str) -> doctor::sync::Want {
 /// The names whose WAL sender streams now and whose standby answers.
 pub fn streaming(o: &NodeObservation) -> Vec<String> {
     o.downstreams.iter().filter(|d| d.state == "streaming" && !d.silent).map(|d| d.application_name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_a_deadline_is_a_hang() {
+        assert!(super::timed_out("connect on 127.0.0.1:5432: no answer within 1s (deadline)"));
+        assert!(super::timed_out("error connecting to server: timed out"));
+        assert!(!super::timed_out("connect on 127.0.0.1:5432: connection refused"));
+        assert!(!super::timed_out("db error: FATAL: sorry, too many clients already"));
+    }
 }

@@ -371,6 +371,10 @@ fn fail_over(fault: Fault) {
         }
     }
     wait_for("pg2 is promoted", 60, || sql(&k, "pg2", "SELECT pg_is_in_recovery()").as_deref() == Some("f"));
+    // Strict: the new primary names its standbys before it is promoted, so
+    // no commit is ever acknowledged by it alone.
+    let names = sql(&k, "pg2", "SHOW synchronous_standby_names").unwrap_or_default();
+    assert!(names.starts_with("FIRST 1 ("), "pg2 names a synchronous standby from its first commit: '{names}'");
     std::thread::sleep(std::time::Duration::from_secs(2));
     let acked = probe.finish();
     let (on1, on2) = (&acked[0], &acked[1]);

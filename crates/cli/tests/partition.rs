@@ -84,6 +84,12 @@ impl Bed {
         if self.failsafe {
             args.push("--failsafe");
         }
+        // The benchmark's lease profile (bench/doctor.sh PROFILE=fast); the
+        // bed's etcd has the 500 ms election timeout the fast profile needs.
+        let profile = std::env::var("PGSCALE_BENCH_PROFILE").unwrap_or_default();
+        if !profile.is_empty() {
+            args.extend(["--profile", profile.as_str()]);
+        }
         self.k.spawn_in(&self.net, n - 1, &args, &format!("agent-pg{n}{again}.log"))
     }
 

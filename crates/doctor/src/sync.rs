@@ -45,6 +45,29 @@ pub struct Want {
     pub others: Vec<String>,
 }
 
+/// What a standby about to be promoted names before `pg_promote`, so that
+/// its first commit as a primary already waits for a standby (strict: a
+/// commit acknowledged by the new primary alone would be lost to a second
+/// fault before any standby streams from it). `k`: the spec's count of
+/// synchronous nodes; `nodes`: every other node in the spec's order of
+/// preference (sync, potential, async); `old`: the old leader, named last
+/// (it counts once it is rewound and streams). None when k is 0.
+pub fn at_promotion(k: usize, nodes: &[String], old: Option<&str>) -> Option<Conf> {
+    if k == 0 {
+        return None;
+    }
+    let mut names: Vec<String> = nodes.iter().filter(|n| Some(n.as_str()) != old).cloned().collect();
+    if let Some(o) = old {
+        if nodes.iter().any(|n| n == o) {
+            names.push(o.to_string());
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    Some(Conf { k: k.min(names.len()), names })
+}
+
 /// A change of the live setting: publish `ackers` first (when it grows),
 /// then set the setting to `to` (rendered `FIRST k (names)`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +127,17 @@ pub fn next(want: &Want, live: &Conf, streaming: &[String]) -> Option<Change> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_promoted_standby_names_the_others_first_and_the_old_leader_last() {
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = at_promotion(1, &n(&["pg1", "pg3"]), Some("pg1")).unwrap();
+        assert_eq!(c, Conf { k: 1, names: n(&["pg3", "pg1"]) });
+        assert_eq!(at_promotion(0, &n(&["pg3"]), None), None, "asynchronous: nothing named");
+        assert_eq!(at_promotion(2, &n(&["pg3"]), None), Some(Conf { k: 1, names: n(&["pg3"]) }));
+        assert_eq!(at_promotion(1, &[], Some("pg1")), None);
+    }
+
     use super::*;
     use proptest::prelude::*;
 
