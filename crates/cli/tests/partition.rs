@@ -469,7 +469,11 @@ fn partition_figures() {
         let others: Vec<usize> = (1..=3).filter(|n| *n != old).collect();
         b.wait("another node is promoted", 60, || others.iter().any(|n| b.primary_is(*n)));
         let new = *others.iter().find(|n| b.primary_is(**n)).unwrap();
-        std::thread::sleep(Duration::from_secs(2));
+        // Strict naming: the new primary's commits wait for a standby that
+        // streams from it (perhaps one being rewound). This insert returns
+        // once commits are acknowledged again; then the writers stop.
+        assert!(b.sql(new, &format!("INSERT INTO probe VALUES ({})", -(round as i64))).is_some());
+        std::thread::sleep(Duration::from_secs(1));
         let acked = probe.finish();
         let r = figures(&acked, old - 1, new - 1, fault_at);
         let all: Vec<String> = acked.iter().flatten().map(|(i, _)| i.to_string()).collect();
