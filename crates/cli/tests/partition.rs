@@ -470,9 +470,10 @@ fn partition_figures() {
         b.wait("another node is promoted", 60, || others.iter().any(|n| b.primary_is(*n)));
         let new = *others.iter().find(|n| b.primary_is(**n)).unwrap();
         // Strict naming: the new primary's commits wait for a standby that
-        // streams from it (perhaps one being rewound). This insert returns
-        // once commits are acknowledged again; then the writers stop.
-        assert!(b.sql(new, &format!("INSERT INTO probe VALUES ({})", -(round as i64))).is_some());
+        // streams from it (perhaps one being rewound): wait until its writer
+        // has acknowledgements again, then a second more.
+        let before_new = probe.count(new - 1);
+        b.wait("the new primary acknowledges writes", 120, || probe.count(new - 1) > before_new);
         std::thread::sleep(Duration::from_secs(1));
         let acked = probe.finish();
         let r = figures(&acked, old - 1, new - 1, fault_at);

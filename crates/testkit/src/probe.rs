@@ -24,6 +24,8 @@ impl Target {
 
 pub struct Probe {
     stop: Arc<AtomicBool>,
+    /// Acknowledgements so far, per target (read while the writers run).
+    counts: Vec<Arc<std::sync::atomic::AtomicUsize>>,
     threads: Vec<std::thread::JoinHandle<Vec<(i64, Instant)>>>,
 }
 
@@ -37,20 +39,27 @@ impl Probe {
     pub fn start_from(targets: Vec<Target>, password: &str, first: i64) -> Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let next = Arc::new(AtomicI64::new(first));
+        let counts: Vec<Arc<std::sync::atomic::AtomicUsize>> = targets.iter().map(|_| Default::default()).collect();
         let threads = targets
             .into_iter()
-            .map(|t| {
+            .zip(counts.clone())
+            .map(|(t, count)| {
                 let (pw, stop, next) = (password.to_string(), stop.clone(), next.clone());
                 std::thread::spawn(move || {
                     if let Some(ns) = &t.netns {
                         crate::netns::enter(ns);
                     }
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(write_loop(t.host, t.port, pw, stop, next))
+                    rt.block_on(write_loop(t.host, t.port, pw, stop, next, count))
                 })
             })
             .collect();
-        Probe { stop, threads }
+        Probe { stop, counts, threads }
+    }
+
+    /// How many writes target `i` acknowledged so far.
+    pub fn count(&self, i: usize) -> usize {
+        self.counts[i].load(Ordering::Relaxed)
     }
 
     /// Stop the writers; per target, the acknowledged ids with their instants.
@@ -66,6 +75,7 @@ async fn write_loop(
     pw: String,
     stop: Arc<AtomicBool>,
     next: Arc<AtomicI64>,
+    count: Arc<std::sync::atomic::AtomicUsize>,
 ) -> Vec<(i64, Instant)> {
     let mut acked = Vec::new();
     let mut client: Option<tokio_postgres::Client> = None;
@@ -88,7 +98,10 @@ async fn write_loop(
                 tokio::time::timeout(Duration::from_secs(2), c.execute("INSERT INTO probe (id) VALUES ($1)", &[&id]))
                     .await;
             match r {
-                Ok(Ok(_)) => acked.push((id, Instant::now())),
+                Ok(Ok(_)) => {
+                    acked.push((id, Instant::now()));
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
                 _ => client = None,
             }
         }
