@@ -102,6 +102,8 @@ pub struct Memory {
     pub mode: model::HaMode,
     /// The synchronous sets last read (failsafe needs them while etcd is silent).
     pub sync: SyncSet,
+    /// Since when the leader key is seen gone, for which term.
+    pub race_since: Option<(i64, std::time::Instant)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -177,6 +179,16 @@ pub fn view(
     }
     v.sync = keys.get("sync").and_then(|k| serde_json::from_str::<SyncSet>(&k.value).ok()).unwrap_or_default();
     mem.sync = v.sync.clone();
+    if v.leader.is_some() {
+        mem.race_since = None;
+    } else {
+        let term = v.last_term;
+        let since = match mem.race_since {
+            Some((t, at)) if t == term => at,
+            _ => mem.race_since.insert((term, std::time::Instant::now())).1,
+        };
+        v.race_age_ms = since.elapsed().as_millis() as u64;
+    }
     if let Some(old) = &v.last_leader {
         if *old != v.me && v.leader.is_none() {
             v.old_primary_alive = v.members.get(old).map(|m| m.primary && m.healthy);
@@ -207,7 +219,7 @@ pub fn sync_set(o: &NodeObservation, live: &doctor::sync::Conf, named_at: &BTree
         })
         .map(|d| d.application_name.clone())
         .collect();
-    SyncSet { k: live.k, ackers, eligible }
+    SyncSet { k: live.k, ackers, eligible, streaming: streaming(o) }
 }
 
 /// What the spec asks of `me`'s direct standbys (for [`doctor::sync::next`]).

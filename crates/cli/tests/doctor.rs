@@ -238,7 +238,7 @@ fn commands_with_agents_running_pause_them_and_the_agents_follow() {
     let (ports, _agents) = three_nodes_with_agents(&k);
     let hist = || k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
     let pw = testkit::admin_password(&k.home(), "af");
-    let probe = Probe::start(vec![Target::new("127.0.0.1", ports[0]), Target::new("127.0.0.2", ports[1])], &pw);
+    let probe = Probe::start((0..3).map(|i| Target::new(&format!("127.0.0.{}", i + 1), ports[i])).collect(), &pw);
     // scale-out of pg4 (asynchronous, no agent of its own), then scale-in.
     let p4 = free_port("127.0.0.4");
     let add = format!(
@@ -353,7 +353,7 @@ fn fail_over(fault: Fault) {
             guard().is_some_and(|p| p != first && testkit::alive(p))
         });
     }
-    let probe = Probe::start(vec![Target::new("127.0.0.1", ports[0]), Target::new("127.0.0.2", ports[1])], &pw);
+    let probe = Probe::start((0..3).map(|i| Target::new(&format!("127.0.0.{}", i + 1), ports[i])).collect(), &pw);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
     let fault_at = std::time::Instant::now();
@@ -370,21 +370,29 @@ fn fail_over(fault: Fault) {
             restart_agent = true;
         }
     }
-    wait_for("pg2 is promoted", 60, || sql(&k, "pg2", "SELECT pg_is_in_recovery()").as_deref() == Some("f"));
+    // pg2 (the synchronous standby), or pg3 when it had received more.
+    let is_primary = |n: &str| sql(&k, n, "SELECT pg_is_in_recovery()").as_deref() == Some("f");
+    wait_for("pg2 or pg3 is promoted", 60, || is_primary("pg2") || is_primary("pg3"));
+    let new = if is_primary("pg2") { 2 } else { 3 };
+    let nn = format!("pg{new}");
+    let other = if new == 2 { "pg3" } else { "pg2" };
     // Strict: the new primary names its standbys before it is promoted, so
     // no commit is ever acknowledged by it alone.
-    let names = sql(&k, "pg2", "SHOW synchronous_standby_names").unwrap_or_default();
-    assert!(names.starts_with("FIRST 1 ("), "pg2 names a synchronous standby from its first commit: '{names}'");
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    let names = sql(&k, &nn, "SHOW synchronous_standby_names").unwrap_or_default();
+    assert!(names.starts_with("FIRST 1 ("), "{nn} names a synchronous standby from its first commit: '{names}'");
+    let before = probe.count(new - 1);
+    wait_for("the new primary acknowledges writes", 120, || probe.count(new - 1) > before);
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let acked = probe.finish();
-    let (on1, on2) = (&acked[0], &acked[1]);
+    let (on1, on_new) = (&acked[0], &acked[new - 1]);
     assert!(!on1.is_empty(), "the probe wrote to pg1 before the fault\n{}", logs());
-    let first2 = on2.first().unwrap_or_else(|| panic!("pg2 acknowledged nothing after its promotion\n{}", logs()));
-    eprintln!("{fault:?}: first commit on pg2 {:.2}s after the fault", first2.1.duration_since(fault_at).as_secs_f64());
-    // Never two primaries acknowledging at once: pg1's last ack precedes pg2's first.
-    assert!(on1.last().unwrap().1 < first2.1, "dual acknowledgement\n{}", logs());
-    let all: Vec<String> = on1.iter().chain(on2).map(|(i, _)| i.to_string()).collect();
-    let found = sql(&k, "pg2", &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
+    assert!(acked[if new == 2 { 2 } else { 1 }].is_empty(), "{other} never acknowledged\n{}", logs());
+    let first = on_new.first().unwrap_or_else(|| panic!("{nn} acknowledged nothing after its promotion\n{}", logs()));
+    eprintln!("{fault:?}: first commit on {nn} {:.2}s after the fault", first.1.duration_since(fault_at).as_secs_f64());
+    // Never two primaries acknowledging at once: pg1's last ack precedes the new one's first.
+    assert!(on1.last().unwrap().1 < first.1, "dual acknowledgement\n{}", logs());
+    let all: Vec<String> = on1.iter().chain(on_new).map(|(i, _)| i.to_string()).collect();
+    let found = sql(&k, &nn, &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
     assert_eq!(found, all.len().to_string(), "every acknowledged id is on the new primary\n{}", logs());
     if fault == Fault::StopPostmaster {
         assert!(!testkit::alive(pid), "the hung postmaster was fenced (killed)");
@@ -401,18 +409,19 @@ fn fail_over(fault: Fault) {
         agents[0] = k.spawn(&["agent", "-n", "af", "--node", "pg1", "--http", &addr], "agent-pg1-again.log");
     }
 
-    // The old primary comes back as a standby of pg2 (pg_rewind), pg3 follows pg2.
-    wait_for("pg1 rejoins as a standby streaming from pg2", 120, || {
-        sql(&k, "pg2", "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
-            == Some("pg1,pg3")
+    // The old primary comes back as a standby of the new one (pg_rewind), the other follows it.
+    let want = if new == 2 { "pg1,pg3" } else { "pg1,pg2" };
+    wait_for("pg1 rejoins as a standby streaming from the new primary", 120, || {
+        sql(&k, &nn, "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
+            == Some(want)
     });
     assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
-    assert_eq!(status_of(&k, "af")["leader"], "pg2");
-    wait_for("pg2 answers /primary", 20, || http_get(&http_addr(&k, 2), "/primary").0 == 200);
+    assert_eq!(status_of(&k, "af")["leader"], nn.as_str());
+    wait_for("the new primary answers /primary", 20, || http_get(&http_addr(&k, new), "/primary").0 == 200);
     if let Some((rw, _, _)) = &haproxy {
         // Clients reconnecting through HAProxy reach the new primary.
-        wait_for("HAProxy's read-write port reaches pg2", 20, || {
-            query_at(*rw, &pw, "SELECT inet_server_port()::text") == Some(ports[1].to_string())
+        wait_for("HAProxy's read-write port reaches the new primary", 20, || {
+            query_at(*rw, &pw, "SELECT inet_server_port()::text") == Some(ports[new - 1].to_string())
         });
     }
     assert_eq!(http_get(&http_addr(&k, 1), "/primary").0, 503);
@@ -425,12 +434,12 @@ fn fail_over(fault: Fault) {
     let o = ok(k.cmd().args(["history", "-n", "af", "--output", "json"]).output().unwrap());
     let events: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
     let did = |n: &str, what: &str| events.iter().any(|e| e["node"] == n && e["did"] == what);
-    assert!(did("pg2", "promoted") && did("pg1", "rejoined"), "{events:?}");
-    // pg2 promoted itself, then the failover operation recorded it.
-    assert!(did("pg2", "recorded the failover"), "{events:?}");
+    assert!(did(&nn, "promoted") && did("pg1", "rejoined"), "{events:?}");
+    // The new primary promoted itself, then the failover operation recorded it.
+    assert!(did(&nn, "recorded the failover"), "{events:?}");
     let o = ok(k.cmd().args(["history", "-n", "af"]).output().unwrap());
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("pg2    promoted: at or past every reported position"),
+        String::from_utf8_lossy(&o.stdout).contains(&format!("{nn}    promoted: at or past every reported position")),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );

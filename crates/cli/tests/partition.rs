@@ -149,12 +149,12 @@ impl Bed {
     /// acknowledgement of `old` precedes the first of `new` (no two
     /// primaries acknowledged at once). Returns the fault-to-first-commit time.
     fn check_acks(&self, acked: &[Vec<(i64, Instant)>], old: usize, new: usize, fault_at: Instant) -> f64 {
-        let on_new = &acked[1];
+        let on_new = &acked[new - 1];
         let first = on_new
             .iter()
             .find(|(_, t)| *t > fault_at)
             .unwrap_or_else(|| panic!("the new primary acknowledged nothing\n{}", self.logs()));
-        if let Some(last_old) = acked[0].last() {
+        if let Some(last_old) = acked[old - 1].last() {
             assert!(
                 last_old.1 < first.1,
                 "dual acknowledgement: pg{old} acknowledged after pg{new}'s first\n{}",
@@ -162,7 +162,7 @@ impl Bed {
             );
         }
         let all: Vec<String> = acked.iter().flatten().map(|(i, _)| i.to_string()).collect();
-        assert!(!acked[0].is_empty(), "the probe wrote to pg{old} before the fault");
+        assert!(!acked[old - 1].is_empty(), "the probe wrote to pg{old} before the fault");
         let found = self.sql(new, &format!("SELECT count(*) FROM probe WHERE id IN ({})", all.join(","))).unwrap();
         assert_eq!(found, all.len().to_string(), "every acknowledged id is on pg{new}\n{}", self.logs());
         first.1.duration_since(fault_at).as_secs_f64()
@@ -184,14 +184,16 @@ impl Bed {
         leader
     }
 
-    /// pg1 comes back as a standby of pg2, pg3 follows pg2, check is clean.
-    fn rejoined(&self) {
-        self.wait("pg1 rejoins as a standby streaming from pg2", 120, || {
-            self.sql(2, "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
-                == Some("pg1,pg3")
+    /// pg1 comes back as a standby of `new` (the promoted one), the other
+    /// follows `new` too, check is clean.
+    fn rejoined(&self, new: usize) {
+        let others: Vec<String> = (1..=3).filter(|n| *n != new).map(|n| format!("pg{n}")).collect();
+        self.wait(&format!("pg1 rejoins as a standby streaming from pg{new}"), 120, || {
+            self.sql(new, "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
+                == Some(others.join(",").as_str())
         });
         assert_eq!(self.sql(1, "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
-        // pg1's own rejoin (pg3 may have been rewound too, before it): it
+        // pg1's own rejoin (another may have been rewound too, before it): it
         // streams before the operation's last step records it.
         self.wait("the history records pg1's rejoin", 60, || {
             self.history().lines().any(|l| l.contains("\"node\":\"pg1\"") && l.contains("\"did\":\"rejoined\""))
@@ -206,41 +208,51 @@ fn random_phase() -> Duration {
     Duration::from_millis(u64::from(n % 2000))
 }
 
-/// Fault pg1 (the primary) at a random phase under a writer beside pg1 and
-/// pg2; pg2 is promoted, pg1 stops (fenced, or killed by the fault), and
-/// every acknowledged id is on pg2 with no dual acknowledgement.
-fn fail_pg1_over_to_pg2(b: &mut Bed, what: &str, fault: impl FnOnce(&mut Bed)) {
+/// Fault pg1 (the primary) at a random phase under a writer beside each
+/// node; a standby is promoted (pg2, the synchronous one, or pg3 when it
+/// received more), pg1 stops (fenced, or killed by the fault), and every
+/// acknowledged id is on the new primary with no dual acknowledgement.
+/// Returns the new primary.
+fn fail_pg1_over(b: &mut Bed, what: &str, fault: impl FnOnce(&mut Bed)) -> usize {
     let pid = b.postmaster(1).expect("pg1 runs");
-    let probe = Probe::start(vec![b.target(1), b.target(2)], &b.password());
+    let probe = Probe::start((1..=3).map(|n| b.target(n)).collect(), &b.password());
     std::thread::sleep(Duration::from_secs(2) + random_phase());
     let fault_at = Instant::now();
     fault(b);
-    b.wait("pg2 is promoted", 60, || b.primary_is(2));
+    b.wait("pg2 or pg3 is promoted", 60, || b.primary_is(2) || b.primary_is(3));
+    let new = if b.primary_is(2) { 2 } else { 3 };
     b.wait("pg1's PostgreSQL is stopped (fenced on its side)", 30, || !testkit::alive(pid));
-    std::thread::sleep(Duration::from_secs(2));
+    // Strict naming: the new primary's first commits wait for a standby
+    // streaming from it; wait for them, then a second.
+    let before = probe.count(new - 1);
+    b.wait("the new primary acknowledges writes", 120, || probe.count(new - 1) > before);
+    std::thread::sleep(Duration::from_secs(1));
     let acked = probe.finish();
-    let rto = b.check_acks(&acked, 1, 2, fault_at);
-    eprintln!("{what}: first commit on pg2 {rto:.2}s after the fault");
+    let rto = b.check_acks(&acked, 1, new, fault_at);
+    let other = if new == 2 { 3 } else { 2 };
+    assert!(acked[other - 1].iter().all(|(_, t)| *t < fault_at), "pg{other} never acknowledged\n{}", b.logs());
+    eprintln!("{what}: first commit on pg{new} {rto:.2}s after the fault");
+    new
 }
 
 #[test]
 fn a_partitioned_primary_is_fenced_a_standby_promoted_and_it_rejoins_when_the_link_is_back() {
     let Some(mut b) = Bed::start(false) else { return };
-    fail_pg1_over_to_pg2(&mut b, "partition", |b| {
+    let new = fail_pg1_over(&mut b, "partition", |b| {
         b.net.set_link(0, Link::Pg, false);
         b.net.set_link(0, Link::Etcd, false);
     });
     b.net.set_link(0, Link::Pg, true);
     b.net.set_link(0, Link::Etcd, true);
-    b.rejoined();
-    assert_eq!(b.status()["leader"], "pg2");
+    b.rejoined(new);
+    assert_eq!(b.status()["leader"], format!("pg{new}"));
 }
 
 #[test]
 fn a_primary_cut_from_etcd_only_is_fenced_and_a_standby_promoted() {
     let Some(mut b) = Bed::start(false) else { return };
     // Replication and clients still reach pg1; etcd does not.
-    fail_pg1_over_to_pg2(&mut b, "cut from etcd", |b| b.net.set_link(0, Link::Etcd, false));
+    let new = fail_pg1_over(&mut b, "cut from etcd", |b| b.net.set_link(0, Link::Etcd, false));
     // Fence A: its agent or, when the agent's tick was still waiting on
     // etcd at the deadline, its fence guard (the same deadline).
     let log = std::fs::read_to_string(b.k.path("agent-pg1.log")).unwrap();
@@ -251,14 +263,14 @@ fn a_primary_cut_from_etcd_only_is_fenced_and_a_standby_promoted() {
         b.logs()
     );
     b.net.set_link(0, Link::Etcd, true);
-    b.rejoined();
+    b.rejoined(new);
 }
 
 #[test]
 fn the_primary_host_dying_with_its_etcd_member_fails_over() {
     let Some(mut b) = Bed::start(false) else { return };
     // The whole host: its agent, its PostgreSQL and its etcd member.
-    fail_pg1_over_to_pg2(&mut b, "host death with its etcd member", |b| {
+    let new = fail_pg1_over(&mut b, "host death with its etcd member", |b| {
         b.kill_agent(1);
         testkit::kill_server(b.postmaster(1).expect("pg1 runs"));
         b.k.etcd.as_mut().unwrap().kill(0);
@@ -266,7 +278,7 @@ fn the_primary_host_dying_with_its_etcd_member_fails_over() {
     // The host comes back: etcd member, then the agent (systemd's order).
     b.k.etcd.as_mut().unwrap().restart(0);
     b.agents[0] = Some(b.agent(1, "-again"));
-    b.rejoined();
+    b.rejoined(new);
 }
 
 /// etcd loses its quorum (2 of 3 members killed). Nobody is promoted;
@@ -333,11 +345,11 @@ fn a_stale_old_primary_started_first_never_becomes_primary() {
     let pw = b.password();
     let probe = Probe::start(vec![b.target(1), b.target(2), b.target(3)], &pw);
     std::thread::sleep(Duration::from_secs(2));
-    // pg1's host dies (agent and PostgreSQL): pg2 is promoted.
+    // pg1's host dies (agent and PostgreSQL): a standby is promoted.
     let pid1 = b.postmaster(1).expect("pg1 runs");
     b.kill_agent(1);
     testkit::kill_server(pid1);
-    b.wait("pg2 is promoted", 60, || b.primary_is(2));
+    b.wait("pg2 or pg3 is promoted", 60, || b.primary_is(2) || b.primary_is(3));
     std::thread::sleep(Duration::from_secs(2));
     // Then every host goes down.
     for n in [2, 3] {

@@ -269,14 +269,32 @@ pub fn decide(v: &View) -> Decision {
     }
     let me_lsn = l.flush_lsn;
     if v.is_sync() {
-        if v.sync.ackers.contains(&v.me) && !v.races.contains_key(&v.me) {
+        // The ackers withdraw for Fence B; the other standbys that streamed
+        // from the old primary too: one of them may be further along.
+        let streamed = v.sync.streaming.contains(&v.me);
+        if (v.sync.ackers.contains(&v.me) || streamed) && !v.races.contains_key(&v.me) {
             return Decision::Withdraw { term: v.last_term };
         }
         let max = match quorum::proof(v, &v.me, me_lsn) {
             Ok(max) => max,
             Err(b) => return Decision::Blocked(b),
         };
-        if let Some(to) = better(v, me_lsn, |n| v.sync.eligible.iter().any(|e| e == n)) {
+        let pending: Vec<&str> = v
+            .sync
+            .streaming
+            .iter()
+            .filter(|n| **n != v.me && Some(n.as_str()) != v.last_leader.as_deref() && !v.races.contains_key(*n))
+            .filter(|n| v.members.get(*n).is_some_and(|m| m.healthy && !m.primary))
+            .map(String::as_str)
+            .collect();
+        if !pending.is_empty() && v.race_age_ms < REPORT_WAIT_MS {
+            return idle(format!(
+                "waiting for {} to report how far it received (at most {} ms): promoting the furthest standby leaves none to rewind",
+                pending.join(", "),
+                REPORT_WAIT_MS
+            ));
+        }
+        if let Some(to) = better_sync(v, me_lsn) {
             return Decision::Defer { to };
         }
         return Decision::Promote { term: v.last_term, reported_max: max };
@@ -288,19 +306,44 @@ pub fn decide(v: &View) -> Decision {
     if lag > v.max_lag_on_failover {
         return Decision::Blocked(Blocked::LagTooLarge { lag, max: v.max_lag_on_failover });
     }
-    if let Some(to) = better(v, me_lsn, |_| true) {
+    if let Some(to) = better(v, me_lsn) {
         return Decision::Defer { to };
     }
     Decision::Promote { term: v.last_term, reported_max: me_lsn }
 }
 
+/// How long a candidate waits for the reports of the other standbys that
+/// streamed from the old primary (a frozen agent costs at most this).
+pub const REPORT_WAIT_MS: u64 = 1500;
+
+/// Synchronous mode: a healthy standby that may also be promoted and is
+/// further along, or as far and eligible when this one is not, or as far,
+/// as eligible and with a smaller name: it goes first. Promoting the
+/// furthest leaves no standby with WAL past the new timeline's fork.
+fn better_sync(v: &View, me_lsn: u64) -> Option<String> {
+    let eligible = |n: &str| v.sync.eligible.iter().any(|e| e == n);
+    let rank = |n: &str, lsn: u64| (lsn, eligible(n), std::cmp::Reverse(n.to_string()));
+    let mine = rank(&v.me, me_lsn);
+    v.members
+        .iter()
+        .filter(|(n, m)| **n != v.me && m.healthy && !m.primary)
+        .filter(|(n, _)| Some(n.as_str()) != v.last_leader.as_deref())
+        .filter_map(|(n, m)| {
+            let pos = v.races.get(n).copied().or_else(|| eligible(n).then_some(m.flush_lsn))?;
+            quorum::holds_the_past(v, n, pos).then(|| (n, rank(n, pos)))
+        })
+        .filter(|(_, r)| *r > mine)
+        .max_by(|a, b| a.1.cmp(&b.1))
+        .map(|(n, _)| n.clone())
+}
+
 /// A healthy standby that may also be promoted and is further along (or as
 /// far, with a smaller name): it goes first.
-fn better(v: &View, me_lsn: u64, may: impl Fn(&str) -> bool) -> Option<String> {
+fn better(v: &View, me_lsn: u64) -> Option<String> {
     let pos = |n: &str| v.races.get(n).copied().or_else(|| v.members.get(n).map(|m| m.flush_lsn));
     v.members
         .iter()
-        .filter(|(n, m)| **n != v.me && m.healthy && !m.primary && may(n))
+        .filter(|(n, m)| **n != v.me && m.healthy && !m.primary)
         .filter(|(n, _)| Some(n.as_str()) != v.last_leader.as_deref())
         .filter_map(|(n, _)| pos(n).map(|p| (n, p)))
         .filter(|(n, p)| *p > me_lsn || (*p == me_lsn && n.as_str() < v.me.as_str()))
@@ -332,7 +375,7 @@ mod tests {
             last_term: 7,
             last_leader: Some("pg1".into()),
             members,
-            sync: SyncSet { k: 1, ackers: vec!["pg2".into()], eligible: vec!["pg2".into()] },
+            sync: SyncSet { k: 1, ackers: vec!["pg2".into()], eligible: vec!["pg2".into()], streaming: vec![] },
             last_leader_lsn: Some(1000),
             races: BTreeMap::new(),
             old_primary_alive: None,
@@ -350,6 +393,7 @@ mod tests {
             failsafe: false,
             store_ok: true,
             inventory_primary: None,
+            race_age_ms: 0,
         }
     }
 
@@ -371,7 +415,12 @@ mod tests {
     #[test]
     fn any_one_of_two_needs_both_reports_and_the_furthest_candidate() {
         let mut v = after_primary_loss("pg2");
-        v.sync = SyncSet { k: 1, ackers: vec!["pg2".into(), "pg3".into()], eligible: vec!["pg2".into(), "pg3".into()] };
+        v.sync = SyncSet {
+            k: 1,
+            ackers: vec!["pg2".into(), "pg3".into()],
+            eligible: vec!["pg2".into(), "pg3".into()],
+            streaming: vec![],
+        };
         v.races.insert("pg2".into(), 1000);
         match decide(&v) {
             Decision::Blocked(Blocked::NoQuorumProof { have: 1, need: 2, missing }) => assert_eq!(missing, vec!["pg3"]),
@@ -388,11 +437,91 @@ mod tests {
     #[test]
     fn equal_candidates_defer_to_the_smaller_name() {
         let mut v = after_primary_loss("pg3");
-        v.sync = SyncSet { k: 1, ackers: vec!["pg2".into(), "pg3".into()], eligible: vec!["pg2".into(), "pg3".into()] };
+        v.sync = SyncSet {
+            k: 1,
+            ackers: vec!["pg2".into(), "pg3".into()],
+            eligible: vec!["pg2".into(), "pg3".into()],
+            streaming: vec![],
+        };
         v.races.insert("pg2".into(), 1000);
         v.races.insert("pg3".into(), 1000);
         v.local.flush_lsn = 1000;
         assert_eq!(decide(&v), Decision::Defer { to: "pg2".into() });
+    }
+
+    /// pg3 (asynchronous) streamed from pg1 too and received more than pg2
+    /// (the synchronous one) had flushed: pg3 is promoted, pg2 follows it
+    /// without a rewind.
+    #[test]
+    fn a_standby_further_than_the_sync_one_is_promoted_instead() {
+        let mut v3 = after_primary_loss("pg3");
+        v3.sync.streaming = vec!["pg2".into(), "pg3".into()];
+        v3.local.flush_lsn = 1200;
+        v3.races.insert("pg2".into(), 1000);
+        assert_eq!(decide(&v3), Decision::Withdraw { term: 7 }, "it reports too");
+        v3.races.insert("pg3".into(), 1200);
+        assert_eq!(decide(&v3), Decision::Promote { term: 7, reported_max: 1000 });
+        let mut v2 = v3.clone();
+        v2.me = "pg2".into();
+        v2.local.flush_lsn = 1000;
+        assert_eq!(decide(&v2), Decision::Defer { to: "pg3".into() });
+        // Behind the synchronous one's report: it would lose commits.
+        v3.races.insert("pg3".into(), 900);
+        v3.local.flush_lsn = 900;
+        assert_eq!(decide(&v3), Decision::Blocked(Blocked::NotEligible));
+        v2.races.insert("pg3".into(), 900);
+        assert_eq!(decide(&v2), Decision::Promote { term: 7, reported_max: 1000 });
+    }
+
+    #[test]
+    fn a_standby_that_did_not_stream_from_the_old_primary_or_did_not_report_is_never_promoted() {
+        let mut v = after_primary_loss("pg3");
+        v.local.flush_lsn = 1200;
+        v.races.insert("pg2".into(), 1000);
+        v.races.insert("pg3".into(), 1200);
+        assert_eq!(decide(&v), Decision::Blocked(Blocked::NotEligible), "not streaming: another history");
+        v.sync.streaming = vec!["pg3".into()];
+        v.races.remove("pg3");
+        v.sync.ackers = vec!["pg2".into(), "pg4".into()];
+        v.races.insert("pg4".into(), 1000);
+        assert_eq!(decide(&v), Decision::Withdraw { term: 7 });
+        v.races.insert("pg3".into(), 1200);
+        v.races.remove("pg2");
+        // No eligible node reported: what was acknowledged before the
+        // synchronous setting may be past pg3.
+        v.sync.k = 2;
+        assert_eq!(decide(&v), Decision::Blocked(Blocked::NotEligible));
+    }
+
+    #[test]
+    fn a_candidate_waits_a_bounded_time_for_the_others_reports() {
+        let mut v = after_primary_loss("pg2");
+        v.sync.streaming = vec!["pg2".into(), "pg3".into()];
+        v.races.insert("pg2".into(), 1000);
+        assert!(matches!(decide(&v), Decision::Idle { .. }), "{:?}", decide(&v));
+        v.race_age_ms = REPORT_WAIT_MS;
+        assert_eq!(decide(&v), Decision::Promote { term: 7, reported_max: 1000 });
+        v.race_age_ms = 0;
+        v.members.get_mut("pg3").unwrap().healthy = false;
+        assert_eq!(decide(&v), Decision::Promote { term: 7, reported_max: 1000 }, "an unhealthy one is not waited for");
+        v.members.get_mut("pg3").unwrap().healthy = true;
+        v.races.insert("pg3".into(), 1000);
+        assert_eq!(decide(&v), Decision::Promote { term: 7, reported_max: 1000 }, "as far, and eligible");
+    }
+
+    #[test]
+    fn as_far_the_eligible_one_goes_first_whatever_its_name() {
+        let mut v = after_primary_loss("pg2");
+        v.sync = SyncSet {
+            k: 1,
+            ackers: vec!["pg3".into()],
+            eligible: vec!["pg3".into()],
+            streaming: vec!["pg2".into(), "pg3".into()],
+        };
+        v.members.get_mut("pg3").unwrap().flush_lsn = 1000;
+        v.races.insert("pg2".into(), 1000);
+        v.races.insert("pg3".into(), 1000);
+        assert_eq!(decide(&v), Decision::Defer { to: "pg3".into() });
     }
 
     #[test]
@@ -535,6 +664,7 @@ mod tests {
                 (0u64..2000, proptest::bool::weighted(0.7), proptest::bool::weighted(0.7), any::<bool>()),
                 5,
             ),
+            (0u64..3000, proptest::collection::vec(any::<bool>(), 5)),
             0u64..2000,
             prop_oneof![4 => Just(HaMode::Enabled), 1 => Just(HaMode::Disabled), 1 => Just(HaMode::Paused)],
             proptest::bool::weighted(0.85),
@@ -542,36 +672,45 @@ mod tests {
             proptest::bool::weighted(0.15),
             (proptest::bool::weighted(0.8), prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)], any::<bool>()),
         )
-            .prop_map(|(n, k, per, my_lsn, mode, store_ok, has_leader, old_alive, (rec, run, was))| {
-                let names: Vec<String> = (1..=5).map(|i| format!("pg{i}")).collect();
-                let mut v = after_primary_loss("pg2");
-                v.mode = mode;
-                v.store_ok = store_ok;
-                v.members.clear();
-                v.races.clear();
-                let ackers: Vec<String> = names[1..=n.min(4)].to_vec();
-                v.sync = SyncSet {
-                    k: k.min(ackers.len()),
-                    eligible: ackers.iter().zip(&per).filter(|(_, p)| p.2).map(|(a, _)| a.clone()).collect(),
-                    ackers,
-                };
-                for (name, (lsn, reported, _, healthy)) in names[1..].iter().zip(&per) {
-                    v.members.insert(
-                        name.clone(),
-                        Member { primary: false, timeline: 1, flush_lsn: *lsn, healthy: *healthy },
-                    );
-                    if *reported {
-                        v.races.insert(name.clone(), *lsn);
+            .prop_map(
+                |(n, k, per, (race_age, streams), my_lsn, mode, store_ok, has_leader, old_alive, (rec, run, was))| {
+                    let names: Vec<String> = (1..=5).map(|i| format!("pg{i}")).collect();
+                    let mut v = after_primary_loss("pg2");
+                    v.mode = mode;
+                    v.store_ok = store_ok;
+                    v.members.clear();
+                    v.races.clear();
+                    let ackers: Vec<String> = names[1..=n.min(4)].to_vec();
+                    v.sync = SyncSet {
+                        k: k.min(ackers.len()),
+                        eligible: ackers.iter().zip(&per).filter(|(_, p)| p.2).map(|(a, _)| a.clone()).collect(),
+                        ackers,
+                        streaming: names[1..]
+                            .iter()
+                            .zip(&streams)
+                            .filter(|(_, s)| **s)
+                            .map(|(a, _)| a.clone())
+                            .collect(),
+                    };
+                    v.race_age_ms = race_age;
+                    for (name, (lsn, reported, _, healthy)) in names[1..].iter().zip(&per) {
+                        v.members.insert(
+                            name.clone(),
+                            Member { primary: false, timeline: 1, flush_lsn: *lsn, healthy: *healthy },
+                        );
+                        if *reported {
+                            v.races.insert(name.clone(), *lsn);
+                        }
                     }
-                }
-                v.leader = has_leader.then(|| Leader { name: "pg1".into(), term: 7 });
-                v.old_primary_alive = old_alive.then_some(true);
-                v.local.flush_lsn = my_lsn;
-                v.local.in_recovery = rec;
-                v.local.run = [PgRun::Running, PgRun::Stopped, PgRun::Hung][run as usize];
-                v.local.was_primary = was;
-                v
-            })
+                    v.leader = has_leader.then(|| Leader { name: "pg1".into(), term: 7 });
+                    v.old_primary_alive = old_alive.then_some(true);
+                    v.local.flush_lsn = my_lsn;
+                    v.local.in_recovery = rec;
+                    v.local.run = [PgRun::Running, PgRun::Stopped, PgRun::Hung][run as usize];
+                    v.local.was_primary = was;
+                    v
+                },
+            )
     }
 
     /// The random views do reach promotions (the property below is not vacuous).
@@ -610,7 +749,13 @@ mod tests {
                 prop_assert!(v.local.in_recovery && v.local.run == PgRun::Running);
                 prop_assert!(v.local.flush_lsn >= reported_max);
                 if v.sync.k > 0 {
-                    prop_assert!(v.sync.eligible.contains(&v.me));
+                    // Eligible, or it streamed from the old primary, reported,
+                    // and is at or past an eligible node's report.
+                    let eligible_report = v.sync.eligible.iter().filter_map(|e| v.races.get(e)).any(|l| *l <= v.local.flush_lsn);
+                    prop_assert!(
+                        v.sync.eligible.contains(&v.me)
+                            || (v.sync.streaming.contains(&v.me) && v.races.contains_key(&v.me) && eligible_report)
+                    );
                     let reported: Vec<u64> = v.sync.ackers.iter().filter_map(|a| v.races.get(a).copied()).collect();
                     prop_assert!(reported.len() >= quorum::required_reports(v.sync.ackers.len(), v.sync.k));
                     // The ackers still able to acknowledge for the old primary cannot complete a commit.

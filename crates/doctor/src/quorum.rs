@@ -20,12 +20,34 @@ pub fn required_reports(n_ackers: usize, k: usize) -> usize {
     }
 }
 
+/// The lowest position an eligible node reported: every commit the old
+/// primary acknowledged before its synchronous setting took effect is below
+/// it (an eligible node flushed past that point). None: no eligible report.
+pub fn eligible_floor(v: &View) -> Option<u64> {
+    v.sync.eligible.iter().filter_map(|e| v.races.get(e).copied()).min()
+}
+
+/// Whether `name` at `lsn` is sure to hold every commit acknowledged before
+/// the synchronous setting: it is eligible, or it streamed from the old
+/// primary (the same WAL history), reported its own position after it
+/// stopped receiving, and is at or past an eligible node's report.
+pub fn holds_the_past(v: &View, name: &str, lsn: u64) -> bool {
+    if v.sync.eligible.iter().any(|e| e == name) {
+        return true;
+    }
+    v.sync.streaming.iter().any(|s| s == name)
+        && v.races.contains_key(name)
+        && eligible_floor(v).is_some_and(|floor| lsn >= floor)
+}
+
 /// Whether `candidate` may be promoted in synchronous mode: enough ackers
-/// reported, the candidate is eligible and at least as far as every report.
+/// reported, the candidate holds every commit acknowledged before the
+/// setting ([`holds_the_past`]) and is at least as far as every acker's
+/// report (so it holds every commit acknowledged under the setting).
 /// Ok: the highest reported position.
 pub fn proof(v: &View, candidate: &str, candidate_lsn: u64) -> Result<u64, Blocked> {
     let s = &v.sync;
-    if !s.eligible.iter().any(|e| e == candidate) {
+    if !holds_the_past(v, candidate, candidate_lsn) {
         return Err(Blocked::NotEligible);
     }
     let need = required_reports(s.ackers.len(), s.k);

@@ -36,6 +36,12 @@ pub struct SyncSet {
     pub k: usize,
     pub ackers: Vec<String>,
     pub eligible: Vec<String>,
+    /// Standbys streaming from the leader now: their WAL is the leader's
+    /// history, so their positions compare with the ackers' (a standby
+    /// further along than the synchronous one may be promoted instead, and
+    /// then nobody has received WAL past the new timeline's fork).
+    #[serde(default)]
+    pub streaming: Vec<String>,
 }
 
 /// The local PostgreSQL as the agent sees it.
@@ -100,6 +106,10 @@ pub struct View {
     pub failsafe: bool,
     /// etcd answered this tick.
     pub store_ok: bool,
+    /// How long this agent has seen the leader key gone for `last_term`
+    /// (0 while there is a leader): candidates wait a bounded time for the
+    /// reports of the standbys that streamed from the old primary.
+    pub race_age_ms: u64,
     /// The primary the cluster's inventory names (a pgscale command such as
     /// a switchover records it under the cluster lock).
     pub inventory_primary: Option<String>,

@@ -68,6 +68,10 @@ pub fn grant_rewind(role: &str) -> String {
     // Each GRANT only when missing: a GRANT rewrites its catalog row even
     // when nothing changes, and that commit waits for a synchronous standby
     // which may be the very node about to be rewound. Checks write nothing.
+    // When a grant is missing (a cluster never rewound before) its commit
+    // is local only: a lost grant costs nothing but a retry, while waiting
+    // for a synchronous standby that is down would block the very rejoin
+    // that brings it back.
     let (r, l) = (ident(role), literal(role));
     let grants: String = [
         "pg_catalog.pg_ls_dir(text, boolean, boolean)",
@@ -83,7 +87,7 @@ pub fn grant_rewind(role: &str) -> String {
         )
     })
     .collect();
-    format!("DO $pgscale$ BEGIN {grants}END $pgscale$")
+    format!("DO $pgscale$ BEGIN PERFORM set_config('synchronous_commit', 'local', true); {grants}END $pgscale$")
 }
 
 /// Drop every physical slot but `keep` (a node that stopped being a
@@ -159,7 +163,10 @@ mod grant_tests {
     #[test]
     fn rewind_grants_are_conditional_and_quoted() {
         let s = grant_rewind("repl\"x");
-        assert!(s.starts_with("DO $pgscale$ BEGIN IF NOT has_function_privilege('repl\"x', "), "{s}");
+        assert!(
+            s.starts_with("DO $pgscale$ BEGIN PERFORM set_config('synchronous_commit', 'local', true); IF NOT has_function_privilege('repl\"x', "),
+            "{s}"
+        );
         assert_eq!(s.matches("GRANT EXECUTE").count(), 4);
         assert!(s.contains("TO \"repl\"\"x\"; END IF;"), "{s}");
         assert!(s.ends_with("END $pgscale$"));
