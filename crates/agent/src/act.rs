@@ -160,7 +160,33 @@ impl<'a> Actor<'a> {
             }
         }
         self.history("set the synchronous standbys", &format!("{conf} ({})", c.why)).await;
+        self.republish_sync(&t, term, &c.to).await;
         true
+    }
+
+    /// Once a fresh session shows the new setting (the postmaster reloaded
+    /// it, so no WAL sender starts under the old names any more), publish
+    /// the sync set it implies at once rather than next tick: a narrowed
+    /// set (a name dropped) must not keep a node that can no longer
+    /// acknowledge among the ackers, or a leader dying before its next tick
+    /// leaves a quorum proof that waits for that node's report. WAL
+    /// senders still under the old names report their old sync state, so
+    /// they stay among the ackers until they reload.
+    async fn republish_sync(&self, t: &pg::Target, term: i64, to: &doctor::sync::Conf) {
+        for _ in 0..10 {
+            let o = pg::probe(&self.me, t, PROBE).await;
+            let live = doctor::sync::parse(o.synchronous_standby_names.as_deref().unwrap_or(""));
+            if live == *to {
+                let named_at = self.named_at.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let sync = crate::observe::sync_set(&o, &live, &named_at);
+                let puts = [("sync", serde_json::to_string(&sync).unwrap_or_default())];
+                if let Err(e) = self.meet.put_as_leader(&self.me, term, &puts).await {
+                    tracing::debug!("sync set: {e}");
+                }
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn history(&self, what: &str, why: &str) {

@@ -135,7 +135,9 @@ fn start_haproxy(k: &Kit) -> (u16, u16, testkit::Child) {
     (rw, ro, testkit::Child(child))
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+/// Polls `f` until it holds; a timeout shows the agents' logs, so a
+/// failure on CI says what the agents were doing.
+fn wait_for(k: &Kit, what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let t0 = std::time::Instant::now();
     while t0.elapsed() < std::time::Duration::from_secs(secs) {
         if f() {
@@ -143,7 +145,7 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("timed out after {secs}s waiting until {what}");
+    panic!("timed out after {secs}s waiting until {what}\n{}", agent_logs(k));
 }
 
 fn sql(k: &Kit, node: &str, q: &str) -> Option<String> {
@@ -196,7 +198,7 @@ fn three_nodes_with_agents(k: &Kit) -> (Vec<u16>, Vec<testkit::Child>) {
             k.spawn(&["agent", "-n", "af", "--node", &format!("pg{i}"), "--http", &addr], &format!("agent-pg{i}.log"))
         })
         .collect();
-    wait_for("pg1's agent holds the leader key and all three publish", 30, || {
+    wait_for(k, "pg1's agent holds the leader key and all three publish", 30, || {
         let s = status_of(k, "af");
         s["leader"] == "pg1" && s["members"].as_object().is_some_and(|m| m.len() == 3)
     });
@@ -215,7 +217,7 @@ fn a_switchover_by_command_with_agents_running_settles_without_fencing() {
     let k = Kit::with_etcd(BIN);
     let (_ports, _agents) = three_nodes_with_agents(&k);
     ok(k.cmd().args(["switchover", "-n", "af", "--to", "pg2", "--yes"]).output().unwrap());
-    wait_for("pg2's agent holds the leader key", 30, || status_of(&k, "af")["leader"] == "pg2");
+    wait_for(&k, "pg2's agent holds the leader key", 30, || status_of(&k, "af")["leader"] == "pg2");
     // Some ticks later nothing was fenced or demoted, and both old and new roles hold.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let hist = k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
@@ -258,8 +260,8 @@ fn commands_with_agents_running_pause_them_and_the_agents_follow() {
     let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
     ok(k.cmd().args(["failover", "-n", "af", "--to", "pg2", "--force", "--yes"]).output().unwrap());
     assert!(!testkit::alive(pid), "the command stopped pg1");
-    wait_for("pg2's agent holds the leader key", 30, || status_of(&k, "af")["leader"] == "pg2");
-    wait_for("pg1 rejoins as a standby streaming from pg2", 120, || {
+    wait_for(&k, "pg2's agent holds the leader key", 30, || status_of(&k, "af")["leader"] == "pg2");
+    wait_for(&k, "pg1 rejoins as a standby streaming from pg2", 120, || {
         sql(&k, "pg2", "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
             == Some("pg1,pg3")
     });
@@ -324,7 +326,9 @@ fn fail_over(fault: Fault) {
     let (ports, mut agents) = three_nodes_with_agents(&k);
     let logs = || agent_logs(&k);
     // Patroni's health checks before the fault.
-    wait_for("pg2's agent reports it as a synchronous standby", 20, || http_get(&http_addr(&k, 2), "/sync").0 == 200);
+    wait_for(&k, "pg2's agent reports it as a synchronous standby", 20, || {
+        http_get(&http_addr(&k, 2), "/sync").0 == 200
+    });
     assert_eq!(http_get(&http_addr(&k, 1), "/primary").0, 200);
     assert_eq!(http_get(&http_addr(&k, 1), "/replica").0, 503);
     assert_eq!(http_get(&http_addr(&k, 2), "/primary").0, 503);
@@ -337,8 +341,8 @@ fn fail_over(fault: Fault) {
     let haproxy = (fault == Fault::KillPostgres).then(|| start_haproxy(&k));
     if let Some((rw, ro, _)) = &haproxy {
         let port = |p: u16| query_at(p, &pw, "SELECT inet_server_port()::text");
-        wait_for("HAProxy's read-write port reaches pg1", 20, || port(*rw) == Some(ports[0].to_string()));
-        wait_for("HAProxy's read-only port reaches a standby", 20, || {
+        wait_for(&k, "HAProxy's read-write port reaches pg1", 20, || port(*rw) == Some(ports[0].to_string()));
+        wait_for(&k, "HAProxy's read-only port reaches a standby", 20, || {
             port(*ro).is_some_and(|p| p == ports[1].to_string() || p == ports[2].to_string())
         });
     }
@@ -349,7 +353,7 @@ fn fail_over(fault: Fault) {
         let guard = || std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse::<i32>().ok());
         let first = guard().expect("pg1's fence guard runs");
         testkit::signal(first, nix::sys::signal::Signal::SIGKILL);
-        wait_for("pg1's agent starts its fence guard again", 20, || {
+        wait_for(&k, "pg1's agent starts its fence guard again", 20, || {
             guard().is_some_and(|p| p != first && testkit::alive(p))
         });
     }
@@ -372,7 +376,7 @@ fn fail_over(fault: Fault) {
     }
     // pg2 (the synchronous standby), or pg3 when it had received more.
     let is_primary = |n: &str| sql(&k, n, "SELECT pg_is_in_recovery()").as_deref() == Some("f");
-    wait_for("pg2 or pg3 is promoted", 60, || is_primary("pg2") || is_primary("pg3"));
+    wait_for(&k, "pg2 or pg3 is promoted", 60, || is_primary("pg2") || is_primary("pg3"));
     let new = if is_primary("pg2") { 2 } else { 3 };
     let nn = format!("pg{new}");
     let other = if new == 2 { "pg3" } else { "pg2" };
@@ -381,7 +385,7 @@ fn fail_over(fault: Fault) {
     let names = sql(&k, &nn, "SHOW synchronous_standby_names").unwrap_or_default();
     assert!(names.starts_with("FIRST 1 ("), "{nn} names a synchronous standby from its first commit: '{names}'");
     let before = probe.count(new - 1);
-    wait_for("the new primary acknowledges writes", 120, || probe.count(new - 1) > before);
+    wait_for(&k, "the new primary acknowledges writes", 120, || probe.count(new - 1) > before);
     std::thread::sleep(std::time::Duration::from_secs(1));
     let acked = probe.finish();
     let (on1, on_new) = (&acked[0], &acked[new - 1]);
@@ -411,22 +415,22 @@ fn fail_over(fault: Fault) {
 
     // The old primary comes back as a standby of the new one (pg_rewind), the other follows it.
     let want = if new == 2 { "pg1,pg3" } else { "pg1,pg2" };
-    wait_for("pg1 rejoins as a standby streaming from the new primary", 120, || {
+    wait_for(&k, "pg1 rejoins as a standby streaming from the new primary", 120, || {
         sql(&k, &nn, "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
             == Some(want)
     });
     assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
     assert_eq!(status_of(&k, "af")["leader"], nn.as_str());
-    wait_for("the new primary answers /primary", 20, || http_get(&http_addr(&k, new), "/primary").0 == 200);
+    wait_for(&k, "the new primary answers /primary", 20, || http_get(&http_addr(&k, new), "/primary").0 == 200);
     if let Some((rw, _, _)) = &haproxy {
         // Clients reconnecting through HAProxy reach the new primary.
-        wait_for("HAProxy's read-write port reaches the new primary", 20, || {
+        wait_for(&k, "HAProxy's read-write port reaches the new primary", 20, || {
             query_at(*rw, &pw, "SELECT inet_server_port()::text") == Some(ports[new - 1].to_string())
         });
     }
     assert_eq!(http_get(&http_addr(&k, 1), "/primary").0, 503);
     let hist = || k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
-    wait_for("the history records the promotion and the rejoin", 60, || {
+    wait_for(&k, "the history records the promotion and the rejoin", 60, || {
         let h = hist();
         h.contains("\"promoted\"") && h.contains("\"rejoined\"")
     });

@@ -20,13 +20,19 @@ pub(crate) async fn q(
     }
 }
 
+/// A standby's timeline: the greatest of its WAL receiver's, its last
+/// checkpoint's and its minimum recovery point's (moved to the new timeline
+/// when replay switches): the checkpoint's alone lags a timeline switch
+/// until the next restartpoint, and a standby that followed a new primary
+/// and then stopped receiving would look diverged from it.
 const NODE_SQL: &str = "SELECT pg_is_in_recovery(),
   CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
   pg_last_wal_receive_lsn(),
   current_setting('synchronous_standby_names'),
   current_setting('server_version'),
   CASE WHEN pg_is_in_recovery()
-       THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))
+       THEN greatest((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()),
+                     nullif((SELECT min_recovery_end_timeline FROM pg_control_recovery()), 0))
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
   current_setting('max_wal_senders')::int,
   current_setting('max_replication_slots')::int";
