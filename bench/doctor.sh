@@ -26,6 +26,7 @@
 #   PROFILE=fast FAULTS=node bench/doctor.sh   # node death with the 1 s lease profile
 #   FAULTS="partition etcdcut" bench/doctor.sh   # the namespace faults only
 #   PEERS=/tmp/peers-out bench/doctor.sh   # add ../shared/peers figures from that run's output
+#   KEEP_LOGS=1 N=3 FAULTS=crash bench/doctor.sh   # keep the agents' and servers' logs
 #   PEERS=run bench/doctor.sh   # run the peers (repmgr, pg_auto_failover, Patroni) first, same machine
 # Prints a Markdown table (stdout); progress on stderr. Every process it
 # starts is stopped by PID when it exits, also on failure.

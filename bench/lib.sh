@@ -20,7 +20,8 @@ node() {
   printf '  - name: %s\n    host: %s\n    port: %s\n    data_dir: %s\n' "$1" "$2" "$PORT" "$W/$1"
   if [ -n "${3:-}" ]; then printf '    %s\n' "$3"; fi
 }
-# Kill every server started under $W by its PID (postmaster.pid), then remove $W.
+# Kill every server started under $W by its PID (postmaster.pid), then remove $W
+# (with KEEP_LOGS=1 its *.log files are copied to $W.logs first).
 stop_servers() {
   for f in "$W"/*/postmaster.pid; do
     [ -f "$f" ] || continue
@@ -29,6 +30,10 @@ stop_servers() {
     kill -9 -- "-$pid" 2>/dev/null || true
     kill -9 "$pid" 2>/dev/null || true
   done
+  if [ "${KEEP_LOGS:-}" = 1 ]; then
+    mkdir -p "$W.logs" && cp "$W"/*.log "$W"/*/log/*.log "$W.logs/" 2>/dev/null || true
+    echo "logs kept in $W.logs" >&2
+  fi
   rm -rf "$W"
 }
 # A 3-member etcd on loopback with short election timeouts; its PIDs go to

@@ -155,7 +155,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         let v = observe::view(
             &cfg.node,
             keys.as_ref(),
-            holder.is_some(),
+            holder.as_deref().is_some_and(pauses),
             local,
             &mut mem,
             margin,
@@ -243,6 +243,16 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     let id = lease.lock().unwrap_or_else(|e| e.into_inner()).id;
     meet.revoke(id).await;
     Ok(())
+}
+
+/// Whether the cluster lock's holder (its JSON record) pauses the agents: a
+/// command does; an agent recording the promotion it did does not (the
+/// others re-point their standbys meanwhile).
+fn pauses(holder: &str) -> bool {
+    let command = serde_json::from_str::<serde_json::Value>(holder)
+        .ok()
+        .and_then(|h| h.get("command").and_then(|c| c.as_str()).map(String::from));
+    command.as_deref() != Some(ops::ha::AGENT_RECORDS_FAILOVER)
 }
 
 /// Renew the lease every period; remember when the last answered renewal
@@ -367,6 +377,16 @@ pub fn unit(cluster: &str, node: &str, exe: &str, os_user: &str, env: &[(String,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn commands_pause_the_agents_an_agents_record_does_not() {
+        let holder = |c: &str| serde_json::json!({"host": "h", "command": c, "pid": 1, "started": "t"}).to_string();
+        assert!(super::pauses(&holder("pgscale switchover")));
+        assert!(super::pauses(&holder("pgscale failover")));
+        assert!(super::pauses(&holder("pgscale rejoin")));
+        assert!(super::pauses("not json: whoever holds it"));
+        assert!(!super::pauses(&holder(ops::ha::AGENT_RECORDS_FAILOVER)));
+    }
+
     #[test]
     fn the_unit_restarts_always_notifies_and_leaves_postgres_alone() {
         let u = super::unit(

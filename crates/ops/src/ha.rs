@@ -111,11 +111,17 @@ pub async fn switchover(env: Env<'_>, r: SwitchoverRequest) -> Result<Outcome, O
     Ok(out)
 }
 
+/// The lock holder's command while an agent records the promotion it did
+/// ([`FailoverRequest::promoted`]): the other agents do not pause for it
+/// (re-pointing their standbys is left to them, and the new primary's
+/// first commits wait for one of them to stream).
+pub const AGENT_RECORDS_FAILOVER: &str = "pgscale agent (records its promotion)";
+
 pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpError> {
     let store = env.stores.for_cluster(&r.name).await?;
     need_answer_or_yes(env.ui, r.yes, r.dry_run, "failover promotes a standby")?;
-    let _lock =
-        if r.dry_run { None } else { Some(store.lock(&r.name, "pgscale failover", env.stores.lock_wait()).await?) };
+    let command = if r.promoted { AGENT_RECORDS_FAILOVER } else { "pgscale failover" };
+    let _lock = if r.dry_run { None } else { Some(store.lock(&r.name, command, env.stores.lock_wait()).await?) };
     // Read under the lock: what the command that held it last recorded.
     let stored = store.load(&r.name).await?;
     let old = match &stored.state.previous_primary {
