@@ -102,6 +102,8 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     tracing::info!(cluster = %cfg.name, node = %cfg.node, ttl_s, http = %addr, "agent started");
     let mut ready = false;
     let mut again = false;
+    // When the leader key last changed (gone, or taken by another node).
+    let mut leader_seen: (Option<(String, i64)>, Instant) = (None, Instant::now());
     loop {
         let started = Instant::now();
         if cfg.run_for.is_some_and(|d| t0.elapsed() >= d) {
@@ -234,8 +236,16 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             continue;
         }
         again = false;
-        if spent < tick {
-            tokio::time::sleep(tick - spent).await;
+        let now_leader = v.leader.as_ref().map(|l| (l.name.clone(), l.term));
+        if v.store_ok && now_leader != leader_seen.0 {
+            leader_seen = (now_leader, Instant::now());
+        }
+        // In the first seconds after the leader key changed (a race, or a
+        // new leader to follow) waiting on the others' next step costs a
+        // short tick, not a full one.
+        let pause = if hurry(&v, &d, leader_seen.1.elapsed()) { tick.min(HURRY) } else { tick };
+        if spent < pause {
+            tokio::time::sleep(pause - spent).await;
         }
     }
     keeper.abort();
@@ -243,6 +253,21 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     let id = lease.lock().unwrap_or_else(|e| e.into_inner()).id;
     meet.revoke(id).await;
     Ok(())
+}
+
+/// The tick while a failover is in flight ([`hurry`]).
+const HURRY: Duration = Duration::from_millis(50);
+
+/// Whether this agent waits on another agent's next step of a failover
+/// that began less than 3 s ago: a report, a candidate's promotion, a new
+/// leader that is not a primary yet. Then it looks again after [`HURRY`].
+fn hurry(v: &doctor::View, d: &doctor::Decision, since_leader_change: Duration) -> bool {
+    use doctor::Decision as D;
+    v.mode == model::HaMode::Enabled
+        && v.store_ok
+        && v.local.in_recovery
+        && since_leader_change < Duration::from_secs(3)
+        && matches!(d, D::Idle { .. } | D::Defer { .. } | D::Blocked(_) | D::Follow { .. })
 }
 
 /// Whether the cluster lock's holder (its JSON record) pauses the agents: a
@@ -385,6 +410,25 @@ mod tests {
         assert!(super::pauses(&holder("pgscale rejoin")));
         assert!(super::pauses("not json: whoever holds it"));
         assert!(!super::pauses(&holder(ops::ha::AGENT_RECORDS_FAILOVER)));
+    }
+
+    #[test]
+    fn only_a_standby_in_a_young_failover_hurries() {
+        use std::time::Duration;
+        let mut v = doctor::View { mode: model::HaMode::Enabled, store_ok: true, ..Default::default() };
+        v.local.in_recovery = true;
+        let wait = doctor::Decision::Idle { why: "waiting for pg3 to report".into() };
+        assert!(super::hurry(&v, &wait, Duration::from_millis(200)));
+        assert!(super::hurry(&v, &doctor::Decision::Follow { upstream: "pg2".into() }, Duration::ZERO));
+        assert!(!super::hurry(&v, &wait, Duration::from_secs(4)), "an old change: the normal tick");
+        v.store_ok = false;
+        assert!(!super::hurry(&v, &wait, Duration::ZERO), "etcd silent: one attempt per tick");
+        v.store_ok = true;
+        v.mode = model::HaMode::Paused;
+        assert!(!super::hurry(&v, &wait, Duration::ZERO));
+        v.mode = model::HaMode::Enabled;
+        v.local.in_recovery = false;
+        assert!(!super::hurry(&v, &doctor::Decision::Renew, Duration::ZERO), "a primary keeps its tick");
     }
 
     #[test]
