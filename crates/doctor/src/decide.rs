@@ -264,6 +264,14 @@ pub fn decide(v: &View) -> Decision {
     if v.last_leader.is_none() {
         return idle("no leader yet: waiting for the primary's agent to take the key");
     }
+    if let Some(p) = v.inventory_primary.as_deref() {
+        if Some(p) != v.last_leader.as_deref() && v.members.get(p).is_some_and(|m| m.primary && m.healthy) {
+            // A command switched the roles over and the old leader gave the
+            // key up: the recorded primary runs and takes it next. No race
+            // (withdrawing would stop a standby streaming from it).
+            return idle(format!("no leader; {p}, the recorded primary, takes the key"));
+        }
+    }
     if v.old_primary_alive == Some(true) {
         return Decision::Blocked(Blocked::OldPrimaryAlive);
     }
@@ -403,6 +411,19 @@ mod tests {
         assert_eq!(decide(&v), Decision::Withdraw { term: 7 });
         v.races.insert("pg2".into(), 1000);
         assert_eq!(decide(&v), Decision::Promote { term: 7, reported_max: 1000 });
+    }
+
+    #[test]
+    fn no_race_while_the_recorded_primary_of_a_switchover_takes_the_key() {
+        let mut v = after_primary_loss("pg3");
+        v.inventory_primary = Some("pg2".into());
+        v.members.insert("pg2".into(), member(true, 1000));
+        assert!(matches!(decide(&v), Decision::Idle { .. }), "{:?}", decide(&v));
+        // The recorded primary is not running as one: a race as before.
+        v.members.insert("pg2".into(), member(false, 1000));
+        let raced = decide(&View { inventory_primary: None, ..v.clone() });
+        assert_eq!(decide(&v), raced);
+        assert!(!matches!(raced, Decision::Idle { .. }), "{raced:?}");
     }
 
     #[test]

@@ -21,10 +21,14 @@ pub(crate) async fn q(
 }
 
 /// A standby's timeline: the greatest of its WAL receiver's, its last
-/// checkpoint's and its minimum recovery point's (moved to the new timeline
-/// when replay switches): the checkpoint's alone lags a timeline switch
-/// until the next restartpoint, and a standby that followed a new primary
-/// and then stopped receiving would look diverged from it.
+/// checkpoint's, its minimum recovery point's (moved to the new timeline
+/// when replay switches) and that of the WAL segments in its pg_wal (a
+/// standby writes a timeline's segments only once it streams that
+/// timeline; read where the role may: pg_monitor, which a superuser has).
+/// The checkpoint's alone lags a timeline switch until the next
+/// restartpoint, and the minimum recovery point's may not have moved yet:
+/// a standby that followed a new primary and then stopped receiving (it
+/// withdrew for a race) would look diverged from it.
 const NODE_SQL: &str = "SELECT pg_is_in_recovery(),
   CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
   pg_last_wal_receive_lsn(),
@@ -32,7 +36,10 @@ const NODE_SQL: &str = "SELECT pg_is_in_recovery(),
   current_setting('server_version'),
   CASE WHEN pg_is_in_recovery()
        THEN greatest((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()),
-                     nullif((SELECT min_recovery_end_timeline FROM pg_control_recovery()), 0))
+                     nullif((SELECT min_recovery_end_timeline FROM pg_control_recovery()), 0),
+                     CASE WHEN pg_has_role('pg_monitor', 'USAGE')
+                          THEN (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+                                WHERE name ~ '^[0-9A-F]{24}$') END)
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
   current_setting('max_wal_senders')::int,
   current_setting('max_replication_slots')::int";
