@@ -26,6 +26,12 @@ pub struct Actor<'a> {
     /// Standbys this leader named in synchronous_standby_names, with its
     /// WAL position then: eligible once they flushed past it.
     named_at: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The inventory was read from etcd this tick (not kept from an earlier one).
+    pub inv_fresh: bool,
+    /// `--auto-reclone`: a fresh copy when pg_rewind fails.
+    auto_reclone: bool,
+    /// A failed pg_rewind was recorded in `history` (once).
+    said_rewind: std::sync::Mutex<bool>,
 }
 
 const PROBE: Duration = Duration::from_secs(1);
@@ -53,6 +59,9 @@ impl<'a> Actor<'a> {
             ],
             api_url: String::new(),
             named_at: Default::default(),
+            inv_fresh: false,
+            auto_reclone: cfg.auto_reclone,
+            said_rewind: Default::default(),
         }
     }
 
@@ -206,10 +215,16 @@ impl<'a> Actor<'a> {
         let me = self.me.clone();
         let node = inv.node(&me).expect("in the inventory").clone();
         match d {
-            Decision::Renew if v.mode == model::HaMode::Enabled && inv.primary().is_some_and(|p| p.name != me) => {
-                // Leader and primary, but the inventory names another node
-                // and no command holds the lock (the mode would be paused):
-                // a promotion whose record failed. Record it now.
+            Decision::Renew
+                if v.mode == model::HaMode::Enabled
+                    && self.inv_fresh
+                    && inv.primary().is_some_and(|p| p.name != me) =>
+            {
+                // Leader and primary, but the inventory read this tick names
+                // another node and no command holds the lock (the mode would
+                // be paused): a promotion whose record failed. Record it now.
+                // (Not on an inventory kept from an earlier tick: a long
+                // tick here delays Fence A's guard being fed.)
                 self.record_failover(v, true).await;
             }
             Decision::Idle { .. } | Decision::Renew | Decision::Blocked(_) | Decision::Defer { .. } => {}
@@ -438,20 +453,43 @@ impl<'a> Actor<'a> {
     }
 
     /// Rewind this node and bring it back as a standby (the rejoin
-    /// operation, under the cluster's lock).
+    /// operation, under the cluster's lock). When pg_rewind cannot, a fresh
+    /// copy with `--auto-reclone`; else the node stays down, said once in
+    /// `history`, until `pgscale rejoin --reclone`.
     async fn rejoin(&self, leader: Option<&str>) {
         let Ok(node) = model::NodeName::new(self.me.clone()) else { return };
-        let r = ops::ha::RejoinRequest {
+        let r = |reclone| ops::ha::RejoinRequest {
             name: self.name.clone(),
-            node,
-            reclone: false,
+            node: node.clone(),
+            reclone,
             dry_run: false,
             yes: true,
             timeout: Duration::from_secs(5),
             max_rate: None,
         };
-        match ops::ha::rejoin(self.env(), r).await {
-            Ok(_) => self.history("rejoined", &format!("as a standby of {}", leader.unwrap_or("?"))).await,
+        let up = leader.unwrap_or("?");
+        match ops::ha::rejoin(self.env(), r(false)).await {
+            Ok(_) => self.history("rejoined", &format!("as a standby of {up}")).await,
+            Err(e) if e.rewind_failed() && self.auto_reclone => {
+                self.history("pg_rewind failed: recloning (--auto-reclone)", &e.to_string()).await;
+                let t0 = Instant::now();
+                match ops::ha::rejoin(self.env(), r(true)).await {
+                    Ok(_) => {
+                        let why =
+                            format!("a fresh copy of {up} in {:.1}s; a standby of it", t0.elapsed().as_secs_f64());
+                        self.history("recloned", &why).await
+                    }
+                    Err(e) => tracing::warn!("rejoin --reclone: {e}"),
+                }
+            }
+            Err(e) if e.rewind_failed() => {
+                let said = std::mem::replace(&mut *self.said_rewind.lock().unwrap_or_else(|e| e.into_inner()), true);
+                if !said {
+                    let what = "pg_rewind failed: the node stays down (`pgscale rejoin --reclone`, or run the agent with --auto-reclone)";
+                    self.history(what, &e.to_string()).await;
+                }
+                tracing::warn!("rejoin: {e}");
+            }
             Err(e) => tracing::warn!("rejoin: {e}"),
         }
     }

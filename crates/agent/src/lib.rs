@@ -24,6 +24,9 @@ pub struct Config {
     pub max_lag_on_failover: u64,
     /// Keep a synchronous primary when etcd is unreachable.
     pub failsafe: bool,
+    /// A former primary that pg_rewind cannot bring back is recloned (its
+    /// data directory emptied and copied afresh from the new primary).
+    pub auto_reclone: bool,
     /// Stop after this long (None: until killed).
     pub run_for: Option<Duration>,
     /// Where the health checks and /metrics listen (default: the node's
@@ -138,6 +141,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         // The inventory and the meeting's keys at once, each within the
         // attempt deadline: an unreachable etcd costs one attempt per tick.
         let (loaded, snap) = tokio::join!(tokio::time::timeout(attempt, store.load(&cfg.name)), meet.snapshot());
+        act.inv_fresh = matches!(loaded, Ok(Ok(_)));
         if let Ok(Ok(i)) = loaded {
             inv = i;
         }

@@ -233,6 +233,9 @@ pub struct AgentArgs {
     /// Keep a synchronous primary running when etcd is unreachable (its standbys' quorum protects the data).
     #[arg(long)]
     pub failsafe: bool,
+    /// When pg_rewind cannot bring a former primary back, empty its data directory and copy it afresh from the new primary (what it wrote alone is discarded either way; without this it stays down until `pgscale rejoin --reclone`).
+    #[arg(long)]
+    pub auto_reclone: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -273,6 +276,12 @@ pub struct AgentUnitArgs {
     /// Lease timing of the agent the unit runs.
     #[arg(long, value_enum, default_value = "default")]
     pub profile: AgentProfile,
+    /// The agent keeps a synchronous primary while etcd is unreachable (see `pgscale agent --help`).
+    #[arg(long)]
+    pub failsafe: bool,
+    /// The agent reclones a former primary that pg_rewind cannot bring back (see `pgscale agent --help`).
+    #[arg(long)]
+    pub auto_reclone: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -489,6 +489,69 @@ fn agents_fail_over_when_the_primary_agent_dies_with_its_postgres() {
     fail_over(Fault::KillAgentAndPostgres);
 }
 
+/// A former primary that pg_rewind cannot bring back (its WAL gone): its
+/// agent says so once and leaves it down; with `--auto-reclone` it empties
+/// the data directory, copies it afresh from the new primary and streams.
+#[test]
+fn a_former_primary_pg_rewind_cannot_rewind_is_recloned_only_with_auto_reclone() {
+    let k = Kit::with_etcd(BIN);
+    let (_ports, mut agents) = three_nodes_with_agents(&k);
+    assert!(sql(&k, "pg1", "INSERT INTO probe SELECT generate_series(1, 1000)").is_some());
+    // The leader has published its synchronous set and position.
+    wait_for(&k, "pg2's agent reports it as a synchronous standby", 20, || {
+        http_get(&http_addr(&k, 2), "/sync").0 == 200
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
+    let _ = agents[0].0.kill();
+    let _ = agents[0].0.wait();
+    testkit::kill_server(pid);
+    let is_primary = |n: &str| sql(&k, n, "SELECT pg_is_in_recovery()").as_deref() == Some("f");
+    wait_for(&k, "pg2 or pg3 is promoted", 60, || is_primary("pg2") || is_primary("pg3"));
+    let nn = if is_primary("pg2") { "pg2" } else { "pg3" };
+    // pg_rewind (and the crash recovery it runs first) needs pg1's WAL.
+    let wal = k.path("pg1").join("pg_wal");
+    let mut removed = 0;
+    for e in std::fs::read_dir(&wal).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.len() == 24 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+            std::fs::remove_file(e.path()).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "pg1 had WAL segments to remove");
+    let addr = http_addr(&k, 1);
+    let hist = || k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
+    agents[0] = k.spawn(&["agent", "-n", "af", "--node", "pg1", "--http", &addr], "agent-pg1-plain.log");
+    wait_for(&k, "pg1's agent says pg_rewind failed and leaves it down", 60, || hist().contains("the node stays down"));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let h = hist();
+    assert_eq!(h.matches("the node stays down").count(), 1, "said once: {h}");
+    assert!(!h.contains("recloned"), "{h}");
+    assert!(testkit::postmaster_pid(&k.path("pg1")).is_none_or(|p| !testkit::alive(p)), "pg1 stays down");
+    let _ = agents[0].0.kill();
+    let _ = agents[0].0.wait();
+    agents[0] =
+        k.spawn(&["agent", "-n", "af", "--node", "pg1", "--http", &addr, "--auto-reclone"], "agent-pg1-reclone.log");
+    wait_for(&k, "pg1 is recloned and streams from the new primary", 120, || {
+        hist().contains("\"recloned\"")
+            && sql(
+                &k,
+                nn,
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pg1' AND state = 'streaming'",
+            )
+            .as_deref()
+                == Some("1")
+    });
+    let h = hist();
+    assert!(h.contains("pg_rewind failed: recloning") && h.contains("\"recloned\""), "{h}");
+    assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
+    wait_for(&k, "pg1 holds the probe rows", 30, || {
+        sql(&k, "pg1", "SELECT count(*) FROM probe").as_deref() == Some("1000")
+    });
+    ok(k.cmd().args(["check", "-n", "af"]).output().unwrap());
+}
+
 fn status_of(k: &Kit, c: &str) -> Value {
     let o = k.cmd().args(["ha", "-n", c, "status", "--output", "json"]).output().unwrap();
     serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)

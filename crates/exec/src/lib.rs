@@ -13,6 +13,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use store::{Event, Secrets, Store, StoreError};
 
+/// Begins the line a failed pg_rewind adds to its error (see
+/// [`rewind_failed`]).
+pub const REWIND_FAILED: &str = "pg_rewind could not bring";
+
+/// Whether an error (its text, through any layer) says pg_rewind failed:
+/// a fresh copy is then the way back.
+pub fn rewind_failed(message: &str) -> bool {
+    message.contains(REWIND_FAILED)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error(transparent)]
@@ -613,7 +623,7 @@ async fn run_step(
             }
             h.run_ok(&Run::new(argv, long * 10)).await.map_err(|e| {
                 ExecError::Check(format!(
-                    "{e}\npg_rewind could not bring {} back; `pgscale rejoin --reclone` makes a fresh copy instead",
+                    "{e}\n{REWIND_FAILED} {} back; `pgscale rejoin --reclone` makes a fresh copy instead",
                     step.node
                 ))
             })?;

@@ -41,6 +41,11 @@ impl OpError {
     pub fn code(&self) -> u8 {
         self.kind.code()
     }
+
+    /// A rejoin failed because pg_rewind did (a fresh copy is the way back).
+    pub fn rewind_failed(&self) -> bool {
+        exec::rewind_failed(&self.message)
+    }
 }
 
 pub fn invalid(msg: impl Into<String>) -> OpError {

@@ -120,6 +120,14 @@ pub const AGENT_RECORDS_FAILOVER: &str = "pgscale agent (records its promotion)"
 pub async fn failover(env: Env<'_>, r: FailoverRequest) -> Result<Outcome, OpError> {
     let store = env.stores.for_cluster(&r.name).await?;
     need_answer_or_yes(env.ui, r.yes, r.dry_run, "failover promotes a standby")?;
+    if let (true, Some(to)) = (r.promoted && !r.dry_run, &r.to) {
+        // An agent whose view was stale asks again: already recorded and
+        // complete, nothing to wait for the lock for.
+        let now = store.load(&r.name).await?;
+        if now.is_primary(to) && now.state.previous_primary.is_none() {
+            return Ok(Outcome::Unchanged(format!("{to} is already the recorded primary: nothing to record")));
+        }
+    }
     let command = if r.promoted { AGENT_RECORDS_FAILOVER } else { "pgscale failover" };
     let _lock = if r.dry_run { None } else { Some(store.lock(&r.name, command, env.stores.lock_wait()).await?) };
     // Read under the lock: what the command that held it last recorded.

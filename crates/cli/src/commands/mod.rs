@@ -125,10 +125,15 @@ async fn agent(env: Env<'_>, a: crate::args::AgentArgs) -> Result<u8, OpError> {
             vars.push(("PGSCALE_ETCD_KEY_FILE".to_string(), k.display().to_string()));
         }
         let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "pgscale".into());
-        let extra = match u.profile {
+        let mut extra = match u.profile {
             crate::args::AgentProfile::Fast => vec!["--profile".to_string(), "fast".to_string()],
             crate::args::AgentProfile::Default => vec![],
         };
+        for (on, flag) in [(u.failsafe, "--failsafe"), (u.auto_reclone, "--auto-reclone")] {
+            if on {
+                extra.push(flag.to_string());
+            }
+        }
         let user = inv.postgres.os_user.clone().unwrap_or_else(|| "postgres".into());
         print!("{}", ::agent::unit(&u.name, &u.node, &exe, &user, &vars, &extra));
         return Ok(0);
@@ -145,6 +150,7 @@ async fn agent(env: Env<'_>, a: crate::args::AgentArgs) -> Result<u8, OpError> {
         },
         max_lag_on_failover: a.max_lag_on_failover,
         failsafe: a.failsafe,
+        auto_reclone: a.auto_reclone,
         run_for: a.run_for,
         http: a.http,
     };
