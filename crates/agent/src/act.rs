@@ -30,7 +30,7 @@ pub struct Actor<'a> {
     pub inv_fresh: bool,
     /// `--auto-reclone`: a fresh copy when pg_rewind fails.
     auto_reclone: bool,
-    /// A failed pg_rewind was recorded in `history` (once).
+    /// A failed pg_rewind was recorded in `history` (once until a rejoin works).
     said_rewind: std::sync::Mutex<bool>,
 }
 
@@ -469,7 +469,11 @@ impl<'a> Actor<'a> {
         };
         let up = leader.unwrap_or("?");
         match ops::ha::rejoin(self.env(), r(false)).await {
-            Ok(_) => self.history("rejoined", &format!("as a standby of {up}")).await,
+            Ok(_) => {
+                // A later failed pg_rewind is said again.
+                *self.said_rewind.lock().unwrap_or_else(|e| e.into_inner()) = false;
+                self.history("rejoined", &format!("as a standby of {up}")).await
+            }
             Err(e) if e.rewind_failed() && self.auto_reclone => {
                 self.history("pg_rewind failed: recloning (--auto-reclone)", &e.to_string()).await;
                 let t0 = Instant::now();
