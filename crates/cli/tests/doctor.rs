@@ -222,6 +222,11 @@ fn a_switchover_by_command_with_agents_running_settles_without_fencing() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     let hist = k.etcd.as_ref().unwrap().dump("/test/clusters/af/ha/history/");
     assert!(!hist.contains("\"fenced\"") && !hist.contains("\"demoted\""), "{hist}\n{}", agent_logs(&k));
+    // While pg1 hands the key over no standby starts a race: none stopped
+    // receiving from pg2 or was taken for diverged and rewound.
+    for event in ["\"withdrew\"", "\"diverged\"", "\"rejoined\""] {
+        assert!(!hist.contains(event), "{event} in {hist}\n{}", agent_logs(&k));
+    }
     assert_eq!(sql(&k, "pg2", "SELECT pg_is_in_recovery()").as_deref(), Some("f"));
     assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
     assert_eq!(status_of(&k, "af")["leader"], "pg2");
