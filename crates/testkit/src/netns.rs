@@ -61,8 +61,14 @@ impl Net {
             if ip(&["link", "add", &net.bridge(Link::Pg), "type", "bridge"]).is_err() {
                 continue;
             }
-            net.setup().unwrap_or_else(|e| panic!("network namespaces: {e}"));
-            return Some(net);
+            // Leftovers of an earlier bed with this tag (a namespace is
+            // destroyed asynchronously, later still while a process lives
+            // in it) make setup fail: clean what this tag has and take
+            // the next one.
+            match net.setup() {
+                Ok(()) => return Some(net),
+                Err(e) => eprintln!("network namespaces: tag {} taken ({e}); trying the next", net.tag),
+            }
         }
         panic!("no free network tag for the namespace test bed");
     }
@@ -139,6 +145,13 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        // The veth pairs go first, by their bridge side: deleting a
+        // namespace frees its links only once no process lives in it.
+        for i in 0..self.ns.len() {
+            for l in [Link::Pg, Link::Etcd] {
+                let _ = ip(&["link", "del", &self.veth(i, l).1]);
+            }
+        }
         for ns in &self.ns {
             let _ = ip(&["netns", "del", ns]);
         }
