@@ -32,6 +32,10 @@ pub struct Actor<'a> {
     auto_reclone: bool,
     /// A failed pg_rewind was recorded in `history` (once until a rejoin works).
     said_rewind: std::sync::Mutex<bool>,
+    /// This tick's read of the other leader's member key and of `sync`
+    /// (mod revisions, 0: absent): a takeover happens only if neither
+    /// changed since.
+    pub seen_revs: (i64, i64),
 }
 
 const PROBE: Duration = Duration::from_secs(1);
@@ -62,6 +66,7 @@ impl<'a> Actor<'a> {
             inv_fresh: false,
             auto_reclone: cfg.auto_reclone,
             said_rewind: Default::default(),
+            seen_revs: (0, 0),
         }
     }
 
@@ -211,6 +216,51 @@ impl<'a> Actor<'a> {
         ops::Env { stores: self.stores, ui: &ops::Quiet, argv: &self.argv }
     }
 
+    /// Take the free leader key (if not held yet) and promote: the quorum
+    /// proof is had.
+    async fn promote(&mut self, inv: &Inventory, v: &View, reported_max: u64, lease: i64) {
+        let me = self.me.clone();
+            if self.term.is_none() {
+                match self.meet.take_leader(&me, lease).await {
+                    Ok(Some(t)) => self.term = Some(t),
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!("take the leader key: {e}");
+                        return;
+                    }
+                }
+            }
+            // The quorum proof is had and the key is ours: promote the
+            // local server at once (first commit sooner), then record it
+            // and re-point the others through the failover operation.
+            let t0 = Instant::now();
+            if let Err(e) = self.name_before_promotion(inv, v, reported_max).await {
+                // Not promoted without it: retried next tick.
+                tracing::warn!("name the synchronous standbys before promotion: {e}");
+                return;
+            }
+            let promoted = match self.target(inv, &me) {
+                Some(t) => match pg::promote(&t, PROMOTE_SECS, PROBE).await {
+                    Ok(still_in_recovery) => !still_in_recovery,
+                    Err(e) => {
+                        tracing::warn!("promote locally: {e}");
+                        false
+                    }
+                },
+                None => false,
+            };
+            let why = format!(
+                "at or past every reported position ({reported_max}); {}",
+                if promoted {
+                    format!("pg_promote took {:.2}s", t0.elapsed().as_secs_f64())
+                } else {
+                    "the failover operation promotes".to_string()
+                }
+            );
+            self.history(if promoted { "promoted" } else { "promoting" }, &why).await;
+            self.record_failover(v, promoted).await;
+    }
+
     pub async fn carry_out(&mut self, inv: &Inventory, v: &View, d: &Decision, lease: i64) {
         let me = self.me.clone();
         let node = inv.node(&me).expect("in the inventory").clone();
@@ -272,47 +322,28 @@ impl<'a> Actor<'a> {
                 }
                 Err(e) => tracing::warn!("withdraw: {e}"),
             },
-            Decision::Promote { term: _, reported_max } => {
-                if self.term.is_none() {
-                    match self.meet.take_leader(&me, lease).await {
-                        Ok(Some(t)) => self.term = Some(t),
-                        Ok(None) => return,
-                        Err(e) => {
-                            tracing::warn!("take the leader key: {e}");
-                            return;
-                        }
+            Decision::TakeOver { from, term, reported_max } => {
+                let (member_rev, sync_rev) = self.seen_revs;
+                match self.meet.take_over(from, *term, member_rev, sync_rev).await {
+                    Ok(true) => {
+                        let why = format!(
+                            "its agent silent {:.1}s and its PostgreSQL unreachable from here; the proof is had (term {term})",
+                            v.leader_silent_ms as f64 / 1000.0
+                        );
+                        self.history(&format!("took the leader key over from {from}"), &why).await;
+                    }
+                    Ok(false) => {
+                        tracing::info!("{from}'s key, its member entry or the sync set changed since the proof was read: no takeover");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!("take the leader key over from {from}: {e}");
+                        return;
                     }
                 }
-                // The quorum proof is had and the key is ours: promote the
-                // local server at once (first commit sooner), then record it
-                // and re-point the others through the failover operation.
-                let t0 = Instant::now();
-                if let Err(e) = self.name_before_promotion(inv, v, *reported_max).await {
-                    // Not promoted without it: retried next tick.
-                    tracing::warn!("name the synchronous standbys before promotion: {e}");
-                    return;
-                }
-                let promoted = match self.target(inv, &me) {
-                    Some(t) => match pg::promote(&t, PROMOTE_SECS, PROBE).await {
-                        Ok(still_in_recovery) => !still_in_recovery,
-                        Err(e) => {
-                            tracing::warn!("promote locally: {e}");
-                            false
-                        }
-                    },
-                    None => false,
-                };
-                let why = format!(
-                    "at or past every reported position ({reported_max}); {}",
-                    if promoted {
-                        format!("pg_promote took {:.2}s", t0.elapsed().as_secs_f64())
-                    } else {
-                        "the failover operation promotes".to_string()
-                    }
-                );
-                self.history(if promoted { "promoted" } else { "promoting" }, &why).await;
-                self.record_failover(v, promoted).await;
+                self.promote(inv, v, *reported_max, lease).await;
             }
+            Decision::Promote { term: _, reported_max } => self.promote(inv, v, *reported_max, lease).await,
             Decision::Follow { upstream } => match self.follow(inv, v, upstream).await {
                 Ok(Followed::Repointed) => self.history("re-pointed", &format!("streams from {upstream}")).await,
                 Ok(Followed::Waiting) => {}
@@ -391,9 +422,14 @@ impl<'a> Actor<'a> {
             dry_run: false,
             yes: true,
             timeout: Duration::from_secs(2),
-            // The old leader without an agent (its lease expired): a dead or
-            // cut-off host is not tried again.
-            known_down: v.last_leader.iter().filter(|l| **l != me && !v.members.contains_key(*l)).cloned().collect(),
+            // The old leader without an agent (its lease expired), or lost
+            // (taken over): a dead or cut-off host is not tried again.
+            known_down: v
+                .last_leader
+                .iter()
+                .filter(|l| **l != me && (!v.members.contains_key(*l) || v.leader_lost))
+                .cloned()
+                .collect(),
             promoted,
         };
         let t0 = Instant::now();

@@ -107,6 +107,9 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
     let mut again = false;
     // When the leader key last changed (gone, or taken by another node).
     let mut leader_seen: (Option<(String, i64)>, Instant) = (None, Instant::now());
+    // The other leader found lost (unreachable), at its member key's revision.
+    let mut lost_at: Option<(String, i64)> = None;
+    let mut said_reachable: Option<(String, i64)> = None;
     loop {
         let started = Instant::now();
         if cfg.run_for.is_some_and(|d| t0.elapsed() >= d) {
@@ -138,9 +141,12 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         } else {
             current
         };
-        // The inventory and the meeting's keys at once, each within the
-        // attempt deadline: an unreachable etcd costs one attempt per tick.
-        let (loaded, snap) = tokio::join!(tokio::time::timeout(attempt, store.load(&cfg.name)), meet.snapshot());
+        // The inventory and the meeting's keys at once: an unreachable etcd
+        // costs one attempt per tick.
+        // The inventory changes seldom and the last one read is kept: its
+        // read gets a fraction of the attempt, so a call stuck on a dead
+        // member does not hold up the tick's view.
+        let (loaded, snap) = tokio::join!(tokio::time::timeout(attempt / 2, store.load(&cfg.name)), meet.snapshot());
         act.inv_fresh = matches!(loaded, Ok(Ok(_)));
         if let Ok(Ok(i)) = loaded {
             inv = i;
@@ -158,7 +164,7 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
         let o = act.probe_local(&inv).await;
         let probe_ms = started.elapsed().as_millis() - read_ms;
         let local = observe::local(&inv, &cfg.node, &o);
-        let v = observe::view(
+        let mut v = observe::view(
             &cfg.node,
             keys.as_ref(),
             holder.as_deref().is_some_and(pauses),
@@ -174,6 +180,44 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
                 act.term = Some(l.term);
             }
         }
+        // The leader's agent silent longer than a slow tick: can this node
+        // reach its PostgreSQL? (Synchronous mode: a lost leader is taken
+        // over with Fence B's proof, without waiting for its lease.)
+        if let Some(l) = v.leader.clone().filter(|l| l.name != cfg.node) {
+            let rev = |k: &str| keys.as_ref().and_then(|m| m.get(k)).map_or(0, |x| x.mod_revision);
+            act.seen_revs = (rev(&format!("members/{}", l.name)), rev("sync"));
+            if v.mode == model::HaMode::Enabled
+                && v.is_sync()
+                && v.local.in_recovery
+                && v.leader_silent_ms >= doctor::state::silence_ms(&cfg.profile)
+            {
+                // Looked at once per silent revision: the race's steps then
+                // do not each wait out a connection that is never answered.
+                let silent = (l.name.clone(), act.seen_revs.0);
+                if lost_at.as_ref() == Some(&silent) {
+                    v.leader_lost = true;
+                } else if let Some(n) = inv.node(&l.name) {
+                    let within = Duration::from_millis(cfg.profile.attempt_ms / 2);
+                    v.leader_lost = !observe::reachable(&n.host, n.port, within).await;
+                    if v.leader_lost {
+                        tracing::warn!(
+                            leader = %l.name,
+                            silent_ms = v.leader_silent_ms,
+                            "the leader's agent is silent and its PostgreSQL unreachable from here: the leader is lost"
+                        );
+                        lost_at = Some(silent);
+                    } else if said_reachable.as_ref() != Some(&silent) {
+                        tracing::info!(
+                            leader = %l.name,
+                            silent_ms = v.leader_silent_ms,
+                            "the leader's agent is silent but its PostgreSQL answers here: its lease decides"
+                        );
+                        said_reachable = Some(silent);
+                    }
+                }
+            }
+        }
+        observe::race_clock(&mut v, &mut mem);
         // A server that answered with an error (starting up, refusing our
         // login) is neither hung nor known: nothing is decided on it.
         let d = match (&o.state, &o.error) {
@@ -263,14 +307,14 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
 const HURRY: Duration = Duration::from_millis(50);
 
 /// Whether this agent waits on another agent's next step of a failover
-/// that began less than 3 s ago: a report, a candidate's promotion, a new
+/// that began less than 3 s ago (or races for a lost leader): a report, a candidate's promotion, a new
 /// leader that is not a primary yet. Then it looks again after [`HURRY`].
 fn hurry(v: &doctor::View, d: &doctor::Decision, since_leader_change: Duration) -> bool {
     use doctor::Decision as D;
     v.mode == model::HaMode::Enabled
         && v.store_ok
         && v.local.in_recovery
-        && since_leader_change < Duration::from_secs(3)
+        && (since_leader_change < Duration::from_secs(3) || v.leader_lost)
         && matches!(d, D::Idle { .. } | D::Defer { .. } | D::Blocked(_) | D::Follow { .. })
 }
 

@@ -34,6 +34,12 @@ pub fn timed_out(error: &str) -> bool {
     e.contains("deadline") || e.contains("timed out") || e.contains("timeout")
 }
 
+/// Whether `host:port` accepts a TCP connection within `deadline` (a
+/// refused or unanswered connection: no).
+pub async fn reachable(host: &str, port: u16, deadline: std::time::Duration) -> bool {
+    matches!(tokio::time::timeout(deadline, tokio::net::TcpStream::connect((host, port))).await, Ok(Ok(_)))
+}
+
 /// The local server, from a probe over a fresh connection.
 pub fn local(inv: &Inventory, me: &str, o: &NodeObservation) -> Local {
     let n = inv.node(me).expect("the agent's node is in the inventory");
@@ -102,8 +108,12 @@ pub struct Memory {
     pub mode: model::HaMode,
     /// The synchronous sets last read (failsafe needs them while etcd is silent).
     pub sync: SyncSet,
-    /// Since when the leader key is seen gone, for which term.
+    /// Since when the leader key is seen gone (or its leader lost), for
+    /// which term.
     pub race_since: Option<(i64, std::time::Instant)>,
+    /// The other leader's member key as last read: its name, the key's
+    /// mod revision and since when this agent reads that revision.
+    pub leader_member: Option<(String, i64, std::time::Instant)>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -179,22 +189,65 @@ pub fn view(
     }
     v.sync = keys.get("sync").and_then(|k| serde_json::from_str::<SyncSet>(&k.value).ok()).unwrap_or_default();
     mem.sync = v.sync.clone();
-    if v.leader.is_some() {
-        mem.race_since = None;
-    } else {
-        let term = v.last_term;
-        let since = match mem.race_since {
-            Some((t, at)) if t == term => at,
-            _ => mem.race_since.insert((term, std::time::Instant::now())).1,
-        };
-        v.race_age_ms = since.elapsed().as_millis() as u64;
-    }
+    v.leader_silent_ms = silence(&v, keys, mem);
     if let Some(old) = &v.last_leader {
         if *old != v.me && v.leader.is_none() {
             v.old_primary_alive = v.members.get(old).map(|m| m.primary && m.healthy);
         }
     }
     v
+}
+
+/// How long the other leader's agent has written nothing to etcd: since this
+/// agent first read its member key's revision, or since the time its agent
+/// stamped on it, whichever is longer.
+fn silence(v: &View, keys: &BTreeMap<String, Kv>, mem: &mut Memory) -> u64 {
+    let Some(l) = v.leader.as_ref().filter(|l| l.name != v.me) else {
+        mem.leader_member = None;
+        return 0;
+    };
+    let entry = keys.get(&format!("members/{}", l.name));
+    let rev = entry.map_or(0, |k| k.mod_revision);
+    // What the leader's agent stamped on its last write: a write this agent
+    // reads late (its own reads were slow) is not taken as fresh. Clock
+    // skew between hosts only moves when its server is looked at.
+    let stamped = entry
+        .and_then(|k| serde_json::from_str::<Published>(&k.value).ok())
+        .and_then(|p| humantime::parse_rfc3339(&p.at).ok())
+        .and_then(|at| std::time::SystemTime::now().duration_since(at).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    match &mem.leader_member {
+        Some((name, r, since)) if *name == l.name && *r == rev => (since.elapsed().as_millis() as u64).max(stamped),
+        other => {
+            if let Some((name, r, since)) = other.as_ref().filter(|o| o.2.elapsed().as_millis() > 600) {
+                tracing::info!(
+                    "{}'s member key moved from revision {r} to {rev} after {} ms ({name} before)",
+                    l.name,
+                    since.elapsed().as_millis()
+                );
+            }
+            mem.leader_member = Some((l.name.clone(), rev, std::time::Instant::now()));
+            stamped
+        }
+    }
+}
+
+/// Start or read the race's clock: how long the leader key has been gone,
+/// or its leader lost ([`View::leader_lost`]), for the last term.
+pub fn race_clock(v: &mut View, mem: &mut Memory) {
+    if !v.store_ok {
+        return;
+    }
+    if v.leader.is_some() && !v.leader_lost {
+        mem.race_since = None;
+        return;
+    }
+    let term = v.last_term;
+    let since = match mem.race_since {
+        Some((t, at)) if t == term => at,
+        _ => mem.race_since.insert((term, std::time::Instant::now())).1,
+    };
+    v.race_age_ms = since.elapsed().as_millis() as u64;
 }
 
 /// The synchronous sets as the leader sees them: `ackers` may acknowledge
@@ -243,6 +296,48 @@ pub fn streaming(o: &NodeObservation) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn kv(value: &str, rev: i64) -> Kv {
+        Kv { value: value.into(), create_revision: 7, mod_revision: rev, lease: 1 }
+    }
+
+    #[test]
+    fn a_leaders_silence_counts_from_its_member_keys_last_change_and_its_race_from_its_loss() {
+        let mut mem = Memory::default();
+        let mut keys = BTreeMap::new();
+        keys.insert("leader".to_string(), kv("pg1", 7));
+        keys.insert("members/pg1".to_string(), kv("{}", 10));
+        let local = Local { in_recovery: true, ..Default::default() };
+        let see = |keys: &BTreeMap<String, Kv>, mem: &mut Memory| {
+            view("pg2", Some(keys), false, local.clone(), mem, 0, 0, false, None)
+        };
+        assert_eq!(see(&keys, &mut mem).leader_silent_ms, 0);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let v = see(&keys, &mut mem);
+        assert!(v.leader_silent_ms >= 30, "{}", v.leader_silent_ms);
+        // A tick without etcd keeps the clock; a new write restarts it.
+        let _ = view("pg2", None, false, local.clone(), &mut mem, 0, 0, false, None);
+        assert!(see(&keys, &mut mem).leader_silent_ms >= 30);
+        keys.insert("members/pg1".to_string(), kv("{}", 11));
+        assert_eq!(see(&keys, &mut mem).leader_silent_ms, 0);
+        // The race's clock runs once the leader is lost, not before.
+        let mut v = see(&keys, &mut mem);
+        race_clock(&mut v, &mut mem);
+        assert!(mem.race_since.is_none());
+        v.leader_lost = true;
+        race_clock(&mut v, &mut mem);
+        assert_eq!(mem.race_since.map(|r| r.0), Some(7));
+        // A write stamped long ago counts from its stamp, even read late.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+        let p = Published { at: humantime::format_rfc3339_millis(old).to_string(), ..Default::default() };
+        keys.insert("members/pg1".to_string(), kv(&serde_json::to_string(&p).unwrap(), 12));
+        assert!(see(&keys, &mut mem).leader_silent_ms >= 5000);
+        // The leader itself has no silence.
+        let me = view("pg1", Some(&keys), false, local.clone(), &mut mem, 0, 0, false, None);
+        assert_eq!(me.leader_silent_ms, 0);
+    }
+
     #[test]
     fn only_a_deadline_is_a_hang() {
         assert!(super::timed_out("connect on 127.0.0.1:5432: no answer within 1s (deadline)"));

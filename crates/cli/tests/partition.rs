@@ -483,6 +483,8 @@ fn partition_figures() {
         let probe = Probe::start_from((1..=3).map(|n| b.target(n)).collect(), &pw, round as i64 * 1_000_000);
         std::thread::sleep(Duration::from_secs(2) + random_phase());
         let fault_at = Instant::now();
+        // Wall-clock, to find the fault in the agents' logs (KEEP_LOGS).
+        let fault_unix_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
         if fault == "partition" {
             b.net.set_link(old - 1, Link::Pg, false);
         }
@@ -506,7 +508,7 @@ fn partition_figures() {
             .unwrap();
         let before = acked[old - 1].iter().filter(|a| a.1 < fault_at).count();
         let line = serde_json::json!({
-            "round": round, "old": format!("pg{old}"), "new": format!("pg{new}"), "acked_before": before,
+            "round": round, "fault_unix_ms": fault_unix_ms, "old": format!("pg{old}"), "new": format!("pg{new}"), "acked_before": before,
             "rto_s": r.0, "gap_s": r.1, "dual_ack_s": r.2, "lost": all.len() - found, "acked": all.len(),
         });
         eprintln!("{fault} {round}/{rounds}: {line}");

@@ -91,6 +91,11 @@ pub enum Decision {
     /// Take the leader key (compare: absent) and promote. `reported_max`:
     /// the highest position any standby reported (this one has it).
     Promote { term: i64, reported_max: u64 },
+    /// Synchronous mode, the leader lost before its lease expired
+    /// ([`View::leader_lost`]) and the proof had: delete `from`'s key
+    /// (only if its agent and the sync set stayed as read), then promote
+    /// as [`Decision::Promote`] does.
+    TakeOver { from: String, term: i64, reported_max: u64 },
     /// Let a better candidate go first.
     Defer { to: String },
     /// Stream from `upstream` (re-point primary_conninfo, reload).
@@ -242,6 +247,11 @@ pub fn decide(v: &View) -> Decision {
             // Won the key, promotion not finished (or the agent restarted).
             return Decision::Promote { term: x.term, reported_max: l.flush_lsn };
         }
+        if acts && v.store_ok && v.leader_lost && v.is_sync() && v.last_leader.as_deref() == Some(x.name.as_str()) {
+            // Its agent is silent and its server unreachable: Fence B's
+            // proof makes the lease's expiry unnecessary.
+            return race(v, Some(&x.name));
+        }
         if l.receiving && l.upstream.as_deref() == Some(x.name.as_str()) {
             return idle(format!("streaming from {}", x.name));
         }
@@ -275,6 +285,14 @@ pub fn decide(v: &View) -> Decision {
     if v.old_primary_alive == Some(true) {
         return Decision::Blocked(Blocked::OldPrimaryAlive);
     }
+    race(v, None)
+}
+
+/// The race for a lost leader: withdraw, prove, defer or promote. `from`:
+/// the lost leader still holds its key (synchronous mode only), so the
+/// winner takes it over.
+fn race(v: &View, from: Option<&str>) -> Decision {
+    let l = &v.local;
     let me_lsn = l.flush_lsn;
     if v.is_sync() {
         // The ackers withdraw for Fence B; the other standbys that streamed
@@ -305,7 +323,10 @@ pub fn decide(v: &View) -> Decision {
         if let Some(to) = better_sync(v, me_lsn) {
             return Decision::Defer { to };
         }
-        return Decision::Promote { term: v.last_term, reported_max: max };
+        return match from {
+            Some(from) => Decision::TakeOver { from: from.to_string(), term: v.last_term, reported_max: max },
+            None => Decision::Promote { term: v.last_term, reported_max: max },
+        };
     }
     let Some(last) = v.last_leader_lsn else {
         return Decision::Blocked(Blocked::NoLeaderPosition);
@@ -402,7 +423,54 @@ mod tests {
             store_ok: true,
             inventory_primary: None,
             race_age_ms: 0,
+            leader_silent_ms: 0,
+            leader_lost: false,
         }
+    }
+
+    /// pg1 still holds its key (term 7, lease not expired) but is lost.
+    fn leader_lost(me: &str) -> View {
+        let mut v = after_primary_loss(me);
+        v.leader = Some(Leader { name: "pg1".into(), term: 7 });
+        v.leader_lost = true;
+        v.leader_silent_ms = 1500;
+        v
+    }
+
+    #[test]
+    fn a_lost_leader_is_taken_over_with_the_proof_before_its_lease_expires() {
+        let mut v = leader_lost("pg2");
+        assert_eq!(decide(&v), Decision::Withdraw { term: 7 });
+        v.races.insert("pg2".into(), 1000);
+        assert_eq!(decide(&v), Decision::TakeOver { from: "pg1".into(), term: 7, reported_max: 1000 });
+        // pg3 is not eligible: it withdraws if it streamed, else waits.
+        let mut w = leader_lost("pg3");
+        w.races.insert("pg2".into(), 1000);
+        assert!(!matches!(decide(&w), Decision::TakeOver { .. } | Decision::Promote { .. }), "{:?}", decide(&w));
+    }
+
+    #[test]
+    fn a_lost_leader_is_not_taken_over_without_a_synchronous_standby_or_when_seen_alive() {
+        // Asynchronous: no proof, the lease must expire first.
+        let mut v = leader_lost("pg2");
+        v.sync = SyncSet::default();
+        assert_eq!(decide(&v), Decision::Follow { upstream: "pg1".into() });
+        // Its agent speaks or its server answers: nothing changes.
+        let mut v = leader_lost("pg2");
+        v.leader_lost = false;
+        v.local.receiving = true;
+        v.local.upstream = Some("pg1".into());
+        assert_eq!(decide(&v), Decision::Idle { why: "streaming from pg1".into() });
+        // Paused: observe only.
+        let mut v = leader_lost("pg2");
+        v.mode = HaMode::Paused;
+        v.races.insert("pg2".into(), 1000);
+        assert!(!decide(&v).acts(), "{:?}", decide(&v));
+        // A key that is not the last leader's (a newer term was seen): no takeover.
+        let mut v = leader_lost("pg2");
+        v.races.insert("pg2".into(), 1000);
+        v.last_leader = Some("pg3".into());
+        assert!(!matches!(decide(&v), Decision::TakeOver { .. }), "{:?}", decide(&v));
     }
 
     #[test]
@@ -689,12 +757,12 @@ mod tests {
             0u64..2000,
             prop_oneof![4 => Just(HaMode::Enabled), 1 => Just(HaMode::Disabled), 1 => Just(HaMode::Paused)],
             proptest::bool::weighted(0.85),
-            proptest::bool::weighted(0.2),
+            (proptest::bool::weighted(0.3), any::<bool>()),
             proptest::bool::weighted(0.15),
             (proptest::bool::weighted(0.8), prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)], any::<bool>()),
         )
             .prop_map(
-                |(n, k, per, (race_age, streams), my_lsn, mode, store_ok, has_leader, old_alive, (rec, run, was))| {
+                |(n, k, per, (race_age, streams), my_lsn, mode, store_ok, (has_leader, lost), old_alive, (rec, run, was))| {
                     let names: Vec<String> = (1..=5).map(|i| format!("pg{i}")).collect();
                     let mut v = after_primary_loss("pg2");
                     v.mode = mode;
@@ -724,6 +792,7 @@ mod tests {
                         }
                     }
                     v.leader = has_leader.then(|| Leader { name: "pg1".into(), term: 7 });
+                    v.leader_lost = lost;
                     v.old_primary_alive = old_alive.then_some(true);
                     v.local.flush_lsn = my_lsn;
                     v.local.in_recovery = rec;
@@ -742,7 +811,7 @@ mod tests {
         let (mut sync, mut async_) = (0, 0);
         for _ in 0..20_000 {
             let v = arb_view().new_tree(&mut runner).unwrap().current();
-            if matches!(decide(&v), Decision::Promote { .. }) {
+            if matches!(decide(&v), Decision::Promote { .. } | Decision::TakeOver { .. }) {
                 if v.sync.k > 0 {
                     sync += 1;
                 } else {
@@ -762,11 +831,29 @@ mod tests {
         /// least as far as every report; (async) within the lag limit.
         #[test]
         fn promotion_needs_every_condition(v in arb_view()) {
-            if let Decision::Promote { reported_max, .. } = decide(&v) {
+            let d = decide(&v);
+            if let Decision::TakeOver { from, term, .. } = &d {
+                // Before the lease expired: only for the lost last leader,
+                // in synchronous mode (below: with the whole proof).
+                prop_assert!(v.leader_lost && v.sync.k > 0);
+                prop_assert_eq!(v.leader.as_ref().map(|l| (l.name.as_str(), l.term)), Some((from.as_str(), *term)));
+                prop_assert_eq!(v.last_leader.as_deref(), Some(from.as_str()));
+            }
+            let max = match d {
+                Decision::Promote { reported_max, .. } => {
+                    prop_assert!(v.leader.is_none());
+                    prop_assert!(v.old_primary_alive != Some(true));
+                    Some(reported_max)
+                }
+                Decision::TakeOver { reported_max, .. } => Some(reported_max),
+                _ => None,
+            };
+            if let Some(reported_max) = max {
                 prop_assert_eq!(v.mode, HaMode::Enabled);
                 prop_assert!(v.store_ok);
-                prop_assert!(v.leader.is_none());
-                prop_assert!(v.old_primary_alive != Some(true));
+                // (A lost leader's member entry is stale: what it said last
+                // is not asked; its agent's silence and its unreachable
+                // server are what `leader_lost` means.)
                 prop_assert!(v.local.in_recovery && v.local.run == PgRun::Running);
                 prop_assert!(v.local.flush_lsn >= reported_max);
                 if v.sync.k > 0 {

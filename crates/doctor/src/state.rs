@@ -113,6 +113,23 @@ pub struct View {
     /// The primary the cluster's inventory names (a pgscale command such as
     /// a switchover records it under the cluster lock).
     pub inventory_primary: Option<String>,
+    /// How long the leader's member key has not changed as this agent saw
+    /// it (its agent has not reached etcd since; 0 when this node leads).
+    pub leader_silent_ms: u64,
+    /// The leader is lost before its lease expired: its agent silent for
+    /// longer than a slow tick ([`silence_ms`]) and its PostgreSQL refuses
+    /// or ignores connections from this node. Synchronous mode races for
+    /// it at once (Fence B's proof does not need the lease).
+    pub leader_lost: bool,
+}
+
+/// How long a leader's agent may stay silent before its standbys look at
+/// its PostgreSQL: two ticks and a call that ran out its deadline (1 s by
+/// default, 0.6 s fast). Only how soon a lost leader is noticed depends on
+/// it: a leader taken over is also unreachable, and the promotion still
+/// needs Fence B's proof.
+pub fn silence_ms(p: &crate::fence::Profile) -> u64 {
+    2 * p.period_ms + p.attempt_ms
 }
 
 impl View {

@@ -32,11 +32,19 @@ pub struct Snapshot {
 pub struct Kv {
     pub value: String,
     pub create_revision: i64,
+    /// The revision of its last write (an agent's member key changes every
+    /// tick while the agent reaches etcd).
+    pub mod_revision: i64,
     pub lease: i64,
 }
 
 pub struct Meeting {
-    client: Client,
+    /// One client per etcd endpoint: a member cut off (no answer, no
+    /// reset) holds up only the calls sent to it, and the next call goes
+    /// to the member that answered last.
+    clients: Vec<Client>,
+    /// The endpoint that answered the last call first.
+    best: std::sync::atomic::AtomicUsize,
     base: String,
     attempt: Duration,
     keeper: tokio::sync::Mutex<Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)>>,
@@ -58,12 +66,21 @@ impl Meeting {
             .with_timeout(attempt)
             .with_keep_alive(Duration::from_millis(500), attempt)
             .with_require_leader(true);
-        let client = tokio::time::timeout(attempt * 4, Client::connect(spec.urls(), Some(opts)))
-            .await
-            .map_err(|_| StoreError::Unavailable { store: "etcd".into(), detail: "no answer".into() })?
-            .map_err(err)?;
+        let mut clients = Vec::new();
+        let mut last = "no endpoint".to_string();
+        for url in spec.urls() {
+            match tokio::time::timeout(attempt * 4, Client::connect([url.clone()], Some(opts.clone()))).await {
+                Ok(Ok(c)) => clients.push(c),
+                Ok(Err(e)) => last = format!("{url}: {}", health::short(&e.to_string())),
+                Err(_) => last = format!("{url}: no answer"),
+            }
+        }
+        if clients.is_empty() {
+            return Err(StoreError::Unavailable { store: "etcd".into(), detail: last });
+        }
         Ok(Meeting {
-            client,
+            clients,
+            best: Default::default(),
             base: format!("{}/clusters/{cluster}/ha/", spec.prefix),
             attempt,
             keeper: Default::default(),
@@ -75,35 +92,54 @@ impl Meeting {
         format!("{}{leaf}", self.base)
     }
 
-    /// One call within the attempt deadline, sent again at once when the
-    /// channel picked a dead member.
+    /// The client of the endpoint that answered last.
+    fn client(&self) -> Client {
+        let i = self.best.load(std::sync::atomic::Ordering::Relaxed) % self.clients.len();
+        self.clients[i].clone()
+    }
+
+    /// One call within the attempt deadline: to the endpoint that answered
+    /// last, within half the deadline when others remain; then to the next
+    /// ones (a cut-off member costs half an attempt, not the call). Calls
+    /// are safe to send twice: puts, and transactions that compare.
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
+        use std::sync::atomic::Ordering::Relaxed;
         let until = tokio::time::Instant::now() + self.attempt;
-        loop {
+        let n = self.clients.len();
+        let first = self.best.load(Relaxed) % n;
+        let mut last = format!("no answer within {:?}", self.attempt);
+        for k in 0.. {
             let left = until.saturating_duration_since(tokio::time::Instant::now());
-            match tokio::time::timeout(left, f(self.client.clone())).await {
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(e)) if health::retryable(&e.to_string()) && left > Duration::from_millis(20) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await
+            if left <= Duration::from_millis(5) {
+                break;
+            }
+            let i = (first + k) % n;
+            let budget = if n > 1 && k % n == 0 { left / 2 } else { left };
+            match tokio::time::timeout(budget, f(self.clients[i].clone())).await {
+                Ok(Ok(v)) => {
+                    self.best.store(i, Relaxed);
+                    return Ok(v);
+                }
+                Ok(Err(e)) if health::retryable(&e.to_string()) => {
+                    last = health::short(&e.to_string());
+                    if k + 1 >= n {
+                        tokio::time::sleep(Duration::from_millis(10).min(left)).await;
+                    }
                 }
                 Ok(Err(e)) => {
                     if e.to_string().contains("requested lease not found") {
-                        self.lease_gone.store(true, std::sync::atomic::Ordering::Relaxed);
+                        self.lease_gone.store(true, Relaxed);
                     }
                     return Err(err(e));
                 }
-                Err(_) => {
-                    return Err(StoreError::Unavailable {
-                        store: "etcd".into(),
-                        detail: format!("no answer within {:?}", self.attempt),
-                    })
-                }
+                Err(_) => last = format!("no answer within {budget:?}"),
             }
         }
+        Err(StoreError::Unavailable { store: "etcd".into(), detail: last })
     }
 
     /// Whether a call since the last look was refused for an unknown
@@ -122,7 +158,7 @@ impl Meeting {
         let mut k = self.keeper.lock().await;
         let r = tokio::time::timeout(self.attempt, async {
             if k.is_none() {
-                *k = Some(self.client.clone().lease_keep_alive(lease).await?);
+                *k = Some(self.client().lease_keep_alive(lease).await?);
             }
             let (keeper, stream) = k.as_mut().expect("set above");
             keeper.keep_alive().await?;
@@ -151,16 +187,28 @@ impl Meeting {
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let base = self.base.clone();
         let lock = format!("{}lock", self.base.trim_end_matches("ha/"));
-        let r = self
-            .call(|mut c| {
-                let (k, lock) = (base.clone(), lock.clone());
-                async move {
-                    let txn = Txn::new()
-                        .and_then(vec![TxnOp::get(k, Some(GetOptions::new().with_prefix())), TxnOp::get(lock, None)]);
-                    c.txn(txn).await
+        // Read from every endpoint at once, the first answer wins (reads
+        // are linearizable: any member's answer is current); later calls
+        // go to the member that gave it.
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(base.clone(), Some(GetOptions::new().with_prefix())),
+            TxnOp::get(lock.clone(), None),
+        ]);
+        let reads = self.clients.iter().cloned().enumerate().map(|(i, mut c)| {
+            let t = txn.clone();
+            Box::pin(async move {
+                match tokio::time::timeout(self.attempt, c.txn(t)).await {
+                    Ok(Ok(r)) => Ok((i, r)),
+                    Ok(Err(e)) => Err(health::short(&e.to_string())),
+                    Err(_) => Err(format!("no answer within {:?}", self.attempt)),
                 }
             })
-            .await?;
+        });
+        let (i, r) = futures::future::select_ok(reads)
+            .await
+            .map_err(|detail| StoreError::Unavailable { store: "etcd".into(), detail })?
+            .0;
+        self.best.store(i, std::sync::atomic::Ordering::Relaxed);
         let mut snap = Snapshot::default();
         for (i, op) in r.op_responses().into_iter().enumerate() {
             let etcd_client::TxnOpResponse::Get(g) = op else { continue };
@@ -175,6 +223,7 @@ impl Meeting {
                     Kv {
                         value: String::from_utf8_lossy(kv.value()).into_owned(),
                         create_revision: kv.create_revision(),
+                        mod_revision: kv.mod_revision(),
                         lease: kv.lease(),
                     },
                 );
@@ -245,6 +294,30 @@ impl Meeting {
                 Compare::value(k, CompareOp::Equal, me),
             ])
             .and_then(ops);
+        let r = self
+            .call(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await?;
+        Ok(r.succeeded())
+    }
+
+    /// Delete the leader key of a silent leader before its lease expires,
+    /// only if nothing changed since the caller's proof was read: the key is
+    /// still `leader`'s of `term`, its member key still at `member_rev`
+    /// (its agent wrote nothing since) and `sync` still at `sync_rev` (it
+    /// named no stand-in since; 0: absent). Whether it was deleted.
+    pub async fn take_over(&self, leader: &str, term: i64, member_rev: i64, sync_rev: i64) -> Result<bool, StoreError> {
+        let k = self.key("leader");
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(k.clone(), CompareOp::Equal, term),
+                Compare::value(k.clone(), CompareOp::Equal, leader),
+                Compare::mod_revision(self.key(&format!("members/{leader}")), CompareOp::Equal, member_rev),
+                Compare::mod_revision(self.key("sync"), CompareOp::Equal, sync_rev),
+            ])
+            .and_then([TxnOp::delete(k, None)]);
         let r = self
             .call(|mut c| {
                 let t = txn.clone();
