@@ -220,7 +220,12 @@ impl<'a> Actor<'a> {
     /// proof is had.
     async fn promote(&mut self, inv: &Inventory, v: &View, reported_max: u64, lease: i64) {
         let me = self.me.clone();
-            if self.term.is_none() {
+            // The key as read this tick must be this node's, of the term it
+            // remembers: a term kept from an earlier leadership (its key
+            // taken over while its lease lived on) is no key.
+            let held = v.leader.as_ref().is_some_and(|l| l.name == me && Some(l.term) == self.term);
+            if !held {
+                self.term = None;
                 match self.meet.take_leader(&me, lease).await {
                     Ok(Some(t)) => self.term = Some(t),
                     Ok(None) => return,

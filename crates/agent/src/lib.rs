@@ -175,10 +175,12 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             cfg.failsafe,
             inv.primary().map(|p| p.name.clone()),
         );
-        if let Some(l) = &v.leader {
-            if l.name == cfg.node {
-                act.term = Some(l.term);
-            }
+        match &v.leader {
+            Some(l) if l.name == cfg.node => act.term = Some(l.term),
+            // Read from etcd: the key is not this node's (taken over, or
+            // gone), whatever term it held before.
+            _ if v.store_ok => act.term = None,
+            _ => {}
         }
         // The leader's agent silent longer than a slow tick: can this node
         // reach its PostgreSQL? (Synchronous mode: a lost leader is taken
