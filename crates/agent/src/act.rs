@@ -220,50 +220,50 @@ impl<'a> Actor<'a> {
     /// proof is had.
     async fn promote(&mut self, inv: &Inventory, v: &View, reported_max: u64, lease: i64) {
         let me = self.me.clone();
-            // The key as read this tick must be this node's, of the term it
-            // remembers: a term kept from an earlier leadership (its key
-            // taken over while its lease lived on) is no key.
-            let held = v.leader.as_ref().is_some_and(|l| l.name == me && Some(l.term) == self.term);
-            if !held {
-                self.term = None;
-                match self.meet.take_leader(&me, lease).await {
-                    Ok(Some(t)) => self.term = Some(t),
-                    Ok(None) => return,
-                    Err(e) => {
-                        tracing::warn!("take the leader key: {e}");
-                        return;
-                    }
+        // The key as read this tick must be this node's, of the term it
+        // remembers: a term kept from an earlier leadership (its key
+        // taken over while its lease lived on) is no key.
+        let held = v.leader.as_ref().is_some_and(|l| l.name == me && Some(l.term) == self.term);
+        if !held {
+            self.term = None;
+            match self.meet.take_leader(&me, lease).await {
+                Ok(Some(t)) => self.term = Some(t),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("take the leader key: {e}");
+                    return;
                 }
             }
-            // The quorum proof is had and the key is ours: promote the
-            // local server at once (first commit sooner), then record it
-            // and re-point the others through the failover operation.
-            let t0 = Instant::now();
-            if let Err(e) = self.name_before_promotion(inv, v, reported_max).await {
-                // Not promoted without it: retried next tick.
-                tracing::warn!("name the synchronous standbys before promotion: {e}");
-                return;
-            }
-            let promoted = match self.target(inv, &me) {
-                Some(t) => match pg::promote(&t, PROMOTE_SECS, PROBE).await {
-                    Ok(still_in_recovery) => !still_in_recovery,
-                    Err(e) => {
-                        tracing::warn!("promote locally: {e}");
-                        false
-                    }
-                },
-                None => false,
-            };
-            let why = format!(
-                "at or past every reported position ({reported_max}); {}",
-                if promoted {
-                    format!("pg_promote took {:.2}s", t0.elapsed().as_secs_f64())
-                } else {
-                    "the failover operation promotes".to_string()
+        }
+        // The quorum proof is had and the key is ours: promote the
+        // local server at once (first commit sooner), then record it
+        // and re-point the others through the failover operation.
+        let t0 = Instant::now();
+        if let Err(e) = self.name_before_promotion(inv, v, reported_max).await {
+            // Not promoted without it: retried next tick.
+            tracing::warn!("name the synchronous standbys before promotion: {e}");
+            return;
+        }
+        let promoted = match self.target(inv, &me) {
+            Some(t) => match pg::promote(&t, PROMOTE_SECS, PROBE).await {
+                Ok(still_in_recovery) => !still_in_recovery,
+                Err(e) => {
+                    tracing::warn!("promote locally: {e}");
+                    false
                 }
-            );
-            self.history(if promoted { "promoted" } else { "promoting" }, &why).await;
-            self.record_failover(v, promoted).await;
+            },
+            None => false,
+        };
+        let why = format!(
+            "at or past every reported position ({reported_max}); {}",
+            if promoted {
+                format!("pg_promote took {:.2}s", t0.elapsed().as_secs_f64())
+            } else {
+                "the failover operation promotes".to_string()
+            }
+        );
+        self.history(if promoted { "promoted" } else { "promoting" }, &why).await;
+        self.record_failover(v, promoted).await;
     }
 
     pub async fn carry_out(&mut self, inv: &Inventory, v: &View, d: &Decision, lease: i64) {

@@ -762,7 +762,18 @@ mod tests {
             (proptest::bool::weighted(0.8), prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)], any::<bool>()),
         )
             .prop_map(
-                |(n, k, per, (race_age, streams), my_lsn, mode, store_ok, (has_leader, lost), old_alive, (rec, run, was))| {
+                |(
+                    n,
+                    k,
+                    per,
+                    (race_age, streams),
+                    my_lsn,
+                    mode,
+                    store_ok,
+                    (has_leader, lost),
+                    old_alive,
+                    (rec, run, was),
+                )| {
                     let names: Vec<String> = (1..=5).map(|i| format!("pg{i}")).collect();
                     let mut v = after_primary_loss("pg2");
                     v.mode = mode;

@@ -119,3 +119,64 @@ async fn etcd_store_cas_lock_secrets_and_quorum() {
     }
     assert!(ok, "the store works again once etcd has a quorum");
 }
+
+/// The agents' meeting against a real etcd: a lost leader's key is taken
+/// over only while nothing changed since the proof was read, and reads go
+/// past a frozen member within one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meeting_takes_a_key_over_only_as_read_and_reads_past_a_frozen_member() {
+    use pgscale_store::etcd::meeting::Meeting;
+    let dir = tempfile::tempdir().unwrap();
+    let e = Etcd::start(dir.path(), 3);
+    let spec = model::EtcdSpec { endpoints: e.endpoints().split(',').map(String::from).collect(), prefix: "/m".into() };
+    let attempt = Duration::from_millis(500);
+    let old = Meeting::connect(&spec, "c1", attempt).await.unwrap();
+    let new = Meeting::connect(&spec, "c1", attempt).await.unwrap();
+    let lease = old.grant(10).await.unwrap();
+    let term = old.take_leader("pg1", lease).await.unwrap().expect("the free key is taken");
+    old.put("members/pg1", "{}", lease).await.unwrap();
+    assert!(old.put_as_leader("pg1", term, &[("sync", "{\"k\":1}".into())]).await.unwrap());
+    let revs = |s: &pgscale_store::etcd::meeting::Snapshot| {
+        let r = |k: &str| s.keys.get(k).map_or(0, |x| x.mod_revision);
+        (r("members/pg1"), r("sync"))
+    };
+    let seen = revs(&new.snapshot().await.unwrap());
+
+    // The old leader's agent writes again: no takeover.
+    old.put("members/pg1", "{}", lease).await.unwrap();
+    assert!(!new.take_over("pg1", term, seen.0, seen.1).await.unwrap(), "its agent spoke since");
+    // It names a stand-in (the sync set changes): no takeover.
+    let seen = revs(&new.snapshot().await.unwrap());
+    assert!(old.put_as_leader("pg1", term, &[("sync", "{\"k\":1,\"ackers\":[\"pg3\"]}".into())]).await.unwrap());
+    assert!(!new.take_over("pg1", term, seen.0, seen.1).await.unwrap(), "the sync set changed since");
+    // A wrong term: no takeover.
+    let seen = revs(&new.snapshot().await.unwrap());
+    assert!(!new.take_over("pg1", term + 1, seen.0, seen.1).await.unwrap());
+    assert_eq!(new.snapshot().await.unwrap().keys["leader"].value, "pg1", "the key stands");
+    // Silent since: taken over; the old leader can write nothing as leader.
+    assert!(new.take_over("pg1", term, seen.0, seen.1).await.unwrap());
+    assert!(!new.snapshot().await.unwrap().keys.contains_key("leader"));
+    assert!(!old.put_as_leader("pg1", term, &[("sync", "{}".into())]).await.unwrap());
+    let lease2 = new.grant(10).await.unwrap();
+    let term2 = new.take_leader("pg2", lease2).await.unwrap().expect("the key is free");
+    assert!(term2 > term);
+
+    // A member frozen (SIGSTOP: no answer, no reset): every read still
+    // answers within the attempt.
+    let pid = nix::unistd::Pid::from_raw(e.members[0].child.as_ref().unwrap().id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut failed = 0;
+    for _ in 0..10 {
+        let t0 = Instant::now();
+        match new.snapshot().await {
+            Ok(s) => assert_eq!(s.keys["leader"].value, "pg2"),
+            Err(_) => failed += 1,
+        }
+        assert!(t0.elapsed() < attempt * 4, "a read is bounded by its attempt (one deadline, not one per member)");
+        new.put("members/pg2", "{}", lease2).await.unwrap_or_else(|e| panic!("a write goes to a live member: {e}"));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    // A frozen follower leaves a quorum: reads answer (an election when the
+    // leader froze can fail a few).
+    assert!(failed <= 3, "{failed} of 10 reads failed with one member frozen");
+}
