@@ -28,8 +28,9 @@ pub struct Actor<'a> {
     named_at: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// The inventory was read from etcd this tick (not kept from an earlier one).
     pub inv_fresh: bool,
-    /// `--auto-reclone`: a fresh copy when pg_rewind fails.
-    auto_reclone: bool,
+    /// `--auto-reclone` or the spec's `ha.auto_reclone`: a fresh copy when
+    /// pg_rewind fails.
+    pub auto_reclone: bool,
     /// A failed pg_rewind was recorded in `history` (once until a rejoin works).
     said_rewind: std::sync::Mutex<bool>,
     /// This tick's read of the other leader's member key and of `sync`
@@ -516,7 +517,7 @@ impl<'a> Actor<'a> {
                 self.history("rejoined", &format!("as a standby of {up}")).await
             }
             Err(e) if e.rewind_failed() && self.auto_reclone => {
-                self.history("pg_rewind failed: recloning (--auto-reclone)", &e.to_string()).await;
+                self.history("pg_rewind failed: recloning (auto_reclone)", &e.to_string()).await;
                 let t0 = Instant::now();
                 match ops::ha::rejoin(self.env(), r(true)).await {
                     Ok(_) => {
@@ -530,7 +531,7 @@ impl<'a> Actor<'a> {
             Err(e) if e.rewind_failed() => {
                 let said = std::mem::replace(&mut *self.said_rewind.lock().unwrap_or_else(|e| e.into_inner()), true);
                 if !said {
-                    let what = "pg_rewind failed: the node stays down (`pgscale rejoin --reclone`, or run the agent with --auto-reclone)";
+                    let what = "pg_rewind failed: the node stays down (`pgscale rejoin --reclone`, or allow it in the spec, `ha: {auto_reclone: true}` through apply-config)";
                     self.history(what, &e.to_string()).await;
                 }
                 tracing::warn!("rejoin: {e}");

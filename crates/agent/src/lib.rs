@@ -20,12 +20,15 @@ pub struct Config {
     pub name: String,
     pub node: String,
     pub profile: Profile,
-    /// Asynchronous mode: the most a standby may lag and still be promoted.
-    pub max_lag_on_failover: u64,
-    /// Keep a synchronous primary when etcd is unreachable.
+    /// Asynchronous mode: the most a standby may lag and still be promoted
+    /// (None: the spec's `ha.maximum_lag_on_failover`).
+    pub max_lag_on_failover: Option<u64>,
+    /// Keep a synchronous primary when etcd is unreachable (also when the
+    /// spec's `ha.failsafe` says so).
     pub failsafe: bool,
     /// A former primary that pg_rewind cannot bring back is recloned (its
-    /// data directory emptied and copied afresh from the new primary).
+    /// data directory emptied and copied afresh from the new primary; also
+    /// when the spec's `ha.auto_reclone` says so).
     pub auto_reclone: bool,
     /// Stop after this long (None: until killed).
     pub run_for: Option<Duration>,
@@ -160,6 +163,8 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             let sent = l.last_ok_send.saturating_duration_since(t0).as_millis() as u64;
             doctor::fence::margin_ms(t0.elapsed().as_millis() as u64, sent, &cfg.profile)
         };
+        // The spec's `ha:` section, read every tick (`apply-config` changes it).
+        act.auto_reclone = cfg.auto_reclone || inv.ha.auto_reclone;
         let read_ms = started.elapsed().as_millis();
         let o = act.probe_local(&inv).await;
         let probe_ms = started.elapsed().as_millis() - read_ms;
@@ -171,8 +176,8 @@ pub async fn run(stores: &store::Stores, cfg: Config) -> Result<(), OpError> {
             local,
             &mut mem,
             margin,
-            cfg.max_lag_on_failover,
-            cfg.failsafe,
+            cfg.max_lag_on_failover.unwrap_or(inv.ha.maximum_lag_on_failover),
+            cfg.failsafe || inv.ha.failsafe,
             inv.primary().map(|p| p.name.clone()),
         );
         match &v.leader {

@@ -227,13 +227,13 @@ pub struct AgentArgs {
     /// Lease timing: default (2 s lease, 250 ms ticks) or fast (1 s, 150 ms; etcd with a 500 ms election timeout).
     #[arg(long, value_enum, default_value = "default")]
     pub profile: AgentProfile,
-    /// Asynchronous mode: the most a standby may lag the last recorded primary position and still be promoted.
-    #[arg(long, default_value = "1MB", value_parser = parse_size)]
-    pub max_lag_on_failover: u64,
-    /// Keep a synchronous primary running when etcd is unreachable (its standbys' quorum protects the data).
+    /// Asynchronous mode: the most a standby may lag the last recorded primary position and still be promoted (default: the spec's `ha.maximum_lag_on_failover`, 1 MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub max_lag_on_failover: Option<u64>,
+    /// Keep a synchronous primary running when etcd is unreachable (its standbys' quorum protects the data); also on when the spec's `ha.failsafe` is.
     #[arg(long)]
     pub failsafe: bool,
-    /// When pg_rewind cannot bring a former primary back, empty its data directory and copy it afresh from the new primary (what it wrote alone is discarded either way; without this it stays down until `pgscale rejoin --reclone`).
+    /// When pg_rewind cannot bring a former primary back, empty its data directory and copy it afresh from the new primary (what it wrote alone is discarded either way; without this it stays down until `pgscale rejoin --reclone`); also on when the spec's `ha.auto_reclone` is.
     #[arg(long)]
     pub auto_reclone: bool,
     /// Log format on stderr.

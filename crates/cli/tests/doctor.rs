@@ -495,10 +495,12 @@ fn agents_fail_over_when_the_primary_agent_dies_with_its_postgres() {
 }
 
 /// A former primary that pg_rewind cannot bring back (its WAL gone): its
-/// agent says so once and leaves it down; with `--auto-reclone` it empties
-/// the data directory, copies it afresh from the new primary and streams.
+/// agent says so once and leaves it down; once the spec allows it
+/// (`ha.auto_reclone`, set by apply-config while the agent runs; the flag
+/// `--auto-reclone` does the same) it empties the data directory, copies
+/// it afresh from the new primary and streams.
 #[test]
-fn a_former_primary_pg_rewind_cannot_rewind_is_recloned_only_with_auto_reclone() {
+fn a_former_primary_pg_rewind_cannot_rewind_is_recloned_only_once_the_spec_allows_it() {
     let k = Kit::with_etcd(BIN);
     let (_ports, mut agents) = three_nodes_with_agents(&k);
     assert!(sql(&k, "pg1", "INSERT INTO probe SELECT generate_series(1, 1000)").is_some());
@@ -534,10 +536,32 @@ fn a_former_primary_pg_rewind_cannot_rewind_is_recloned_only_with_auto_reclone()
     assert_eq!(h.matches("the node stays down").count(), 1, "said once: {h}");
     assert!(!h.contains("recloned"), "{h}");
     assert!(testkit::postmaster_pid(&k.path("pg1")).is_none_or(|p| !testkit::alive(p)), "pg1 stays down");
-    let _ = agents[0].0.kill();
-    let _ = agents[0].0.wait();
-    agents[0] =
-        k.spawn(&["agent", "-n", "af", "--node", "pg1", "--http", &addr, "--auto-reclone"], "agent-pg1-reclone.log");
+    // The spec allows it now (`ha.auto_reclone`, through apply-config):
+    // the running agent reads it on its next tick. The file is the stored
+    // spec (a failover moved the synchronous mark) plus the `ha:` section.
+    let dump = k.etcd.as_ref().unwrap().dump("/test/clusters/af/inventory");
+    let stored: Value = serde_json::from_str(dump.lines().nth(1).expect("the inventory is stored")).unwrap();
+    let mut y = String::from("name: af\nnodes:\n");
+    for n in stored["nodes"].as_array().unwrap() {
+        y += &format!(
+            "  - name: {}\n    host: {}\n    port: {}\n    data_dir: {}\n",
+            n["name"], n["host"], n["port"], n["data_dir"]
+        );
+        for f in ["sync", "upstream"] {
+            if let Some(v) = n[f].as_str() {
+                y += &format!("    {f}: {v}\n");
+            }
+        }
+    }
+    y += "ha:\n  auto_reclone: true\n";
+    let file = k.write("af-ha.yaml", &y);
+    // pg1 is down: skipped and said (exit 1); the spec is recorded all the same.
+    let o = k.cmd().args(["apply-config", "-n", "af", "-c", file.to_str().unwrap(), "--yes"]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("auto_reclone true (was") && text.contains("pg1 is not running: skipped"), "{text}");
+    let dump = k.etcd.as_ref().unwrap().dump("/test/clusters/af/inventory");
+    assert!(dump.contains("\"auto_reclone\":true"), "the spec records it: {dump}");
     wait_for(&k, "pg1 is recloned and streams from the new primary", 120, || {
         hist().contains("\"recloned\"")
             && sql(

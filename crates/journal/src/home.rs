@@ -171,6 +171,7 @@ mod tests {
                 state: model::NodeState { created_dirs: vec!["/d/pg1".into()], ..Default::default() },
             }],
             dcs: None,
+            ha: Default::default(),
             state: Default::default(),
         }
     }

@@ -20,6 +20,9 @@ pub struct Inventory {
     /// Where the cluster's state lives (default: the home directory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dcs: Option<crate::Dcs>,
+    /// What the automatic-failover agents may do (they read it every tick).
+    #[serde(default, skip_serializing_if = "crate::ha::HaSpec::is_default")]
+    pub ha: crate::ha::HaSpec,
     /// Written by pgscale in its home copy; refused in user files.
     #[serde(default, skip_serializing_if = "ClusterState::is_default")]
     pub state: ClusterState,

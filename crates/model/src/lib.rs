@@ -8,7 +8,7 @@ pub mod name;
 pub mod observed;
 
 pub use dcs::{Dcs, EtcdSpec};
-pub use ha::{HaMode, HaSetting};
+pub use ha::{HaMode, HaSetting, HaSpec};
 pub use inventory::*;
 pub use name::{copy_app_name, slot_name, valid_name, NodeName};
 pub use observed::*;

@@ -1,5 +1,6 @@
 //! apply-config: roll a changed `postgres.hba` / `postgres.parameters` out
-//! to every node, standbys first.
+//! to every node, standbys first; a changed `ha:` section is saved (the
+//! agents read it on their next tick).
 
 use crate::cluster::{read_inventory_file, Cluster, WAIT};
 use crate::error::{invalid, refused, OpError};
@@ -39,6 +40,11 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Applied, OpError> {
     new_pg.os_user = new_pg.os_user.or(stored.postgres.os_user.clone());
     let mut desired = stored.clone();
     desired.postgres = new_pg;
+    desired.ha = file.ha.clone();
+    let ha_changed = desired.ha != stored.ha;
+    if ha_changed {
+        env.ui.say(&format!("note: ha: {} (was {})", desired.ha, stored.ha));
+    }
     let mut file_cmp = file.clone();
     file_cmp.postgres = desired.postgres.clone();
     plan::apply_config::check_only_config_changed(&stored, &file_cmp).map_err(invalid)?;
@@ -69,6 +75,11 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Applied, OpError> {
         return Ok(Applied { outcome: Outcome::Planned(plan), partial: false });
     }
     if plan.is_empty() {
+        if ha_changed {
+            // Nothing to roll out on the servers: the record is the change.
+            store.save(&desired).await?;
+            env.ui.say("the ha settings are saved: the agents use them from their next tick");
+        }
         return Ok(Applied { outcome: Outcome::Planned(plan), partial: false });
     }
     let primary = desired.primary().map(|p| p.name.clone()).unwrap_or_default();

@@ -58,6 +58,8 @@ pub struct Status {
     pub members: BTreeMap<String, serde_json::Value>,
     /// Nodes of the inventory without a live agent.
     pub without_agent: Vec<String>,
+    /// The spec's `ha:` policies (an agent's flags may override them).
+    pub policies: model::HaSpec,
 }
 
 pub async fn status(env: Env<'_>, name: &str) -> Result<Status, OpError> {
@@ -77,6 +79,7 @@ pub async fn status(env: Env<'_>, name: &str) -> Result<Status, OpError> {
         leader: keys.get("leader").map(parse),
         without_agent: inv.nodes.iter().filter(|n| !members.contains_key(&n.name)).map(|n| n.name.clone()).collect(),
         members,
+        policies: inv.ha.clone(),
     })
 }
 

@@ -151,6 +151,7 @@ mod tests {
                 state: Default::default(),
             }],
             dcs: None,
+            ha: Default::default(),
             state: Default::default(),
         }
     }

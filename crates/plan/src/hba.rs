@@ -94,7 +94,14 @@ mod tests {
 
     fn inv(hba: Vec<&str>) -> Inventory {
         let pg = PostgresSpec { hba: hba.into_iter().map(String::from).collect(), ..PostgresSpec::default() };
-        Inventory { name: "demo".into(), postgres: pg, nodes: vec![], dcs: None, state: Default::default() }
+        Inventory {
+            name: "demo".into(),
+            postgres: pg,
+            nodes: vec![],
+            dcs: None,
+            ha: Default::default(),
+            state: Default::default(),
+        }
     }
 
     #[test]

@@ -332,6 +332,7 @@ enum Accepts {
     Nodes,
     Texts,
     Param,
+    Bytes,
 }
 
 const SYNC_MODES: &[&str] = &["sync", "potential", "async"];
@@ -365,6 +366,8 @@ fn accepts(pattern: &str) -> Option<Accepts> {
         | "nodes[].state.adopted_dirs[]" => Text,
         "postgres.allow_trust"
         | "postgres.install"
+        | "ha.failsafe"
+        | "ha.auto_reclone"
         | "nodes[].state.needs_rejoin"
         | "nodes[].state.joining"
         | "nodes[].state.leaving"
@@ -374,7 +377,8 @@ fn accepts(pattern: &str) -> Option<Accepts> {
         "nodes[].role" => OneOf(ROLES),
         "nodes[].transport" => OneOf(TRANSPORTS),
         "state.phase" => OneOf(PHASES),
-        "postgres" | "postgres.parameters" | "state" | "nodes[]" | "nodes[].ssh" | "nodes[].state" => Mapping,
+        "ha.maximum_lag_on_failover" => Bytes,
+        "postgres" | "postgres.parameters" | "ha" | "state" | "nodes[]" | "nodes[].ssh" | "nodes[].state" => Mapping,
         "nodes" => Nodes,
         "postgres.hba" | "state.removed" | "nodes[].state.created_dirs" | "nodes[].state.adopted_dirs" => Texts,
         "postgres.parameters.*" => Param,
@@ -392,6 +396,7 @@ impl Accepts {
             Accepts::Text | Accepts::Param => matches!(v, Value::Str(_) | Value::Number(_) | Value::Bool(_)),
             Accepts::Bool => matches!(v, Value::Bool(_)),
             Accepts::Port => matches!(v, Value::Number(n) if n.parse::<u16>().is_ok_and(|p| p > 0)),
+            Accepts::Bytes => matches!(v, Value::Number(n) if n.parse::<u64>().is_ok()),
             Accepts::OneOf(names) => matches!(v, Value::Str(s) if names.contains(&s.as_str())),
         }
     }
@@ -409,6 +414,7 @@ impl fmt::Display for Accepts {
             Accepts::Nodes => f.write_str("a list of nodes"),
             Accepts::Texts => f.write_str("a list of strings"),
             Accepts::Param => f.write_str("a string, number or boolean"),
+            Accepts::Bytes => f.write_str("a number of bytes, e.g. 1048576"),
         }
     }
 }
@@ -692,6 +698,7 @@ mod tests {
         pg.hba.push("local all all peer".into());
         pg.allow_trust = true;
         pg.install = true;
+        inv.ha = model::HaSpec { failsafe: true, maximum_lag_on_failover: 1, auto_reclone: true };
         inv.state.removed.push("pg9".into());
         inv.state.previous_primary = Some("pg1".into());
         inv.state.phase = model::Phase::Initializing;
@@ -729,6 +736,24 @@ mod tests {
         let mut seen = Vec::new();
         walk(&mut Vec::new(), &serde_json::to_value(&inv).unwrap(), &mut seen);
         assert!(seen.len() > 40, "{seen:?}");
+    }
+
+    #[test]
+    fn the_ha_section_is_read_with_defaults_and_its_faults_are_located() {
+        let base = "name: demo\nnodes:\n  - name: pg1\n    host: h\n    port: 1\n    data_dir: /d\n";
+        let inv = parse_inventory("c.yaml", base).unwrap().0;
+        assert_eq!(inv.ha, model::HaSpec::default());
+        assert_eq!(inv.ha.maximum_lag_on_failover, 1 << 20);
+        let y = format!("{base}ha:\n  failsafe: true\n  maximum_lag_on_failover: 65536\n  auto_reclone: true\n");
+        let ha = parse_inventory("c.yaml", &y).unwrap().0.ha;
+        assert!(ha.failsafe && ha.auto_reclone && ha.maximum_lag_on_failover == 65536);
+        let bad = parse_inventory("c.yaml", &format!("{base}ha:\n  maximum_lag_on_failover: 1MB\n")).unwrap_err();
+        assert!(
+            bad[0].to_string().contains("ha.maximum_lag_on_failover") && bad[0].to_string().contains("bytes"),
+            "{bad:?}"
+        );
+        let bad = parse_inventory("c.yaml", &format!("{base}ha:\n  fail_safe: true\n")).unwrap_err();
+        assert!(bad[0].to_string().contains("fail_safe"), "{bad:?}");
     }
 
     #[test]

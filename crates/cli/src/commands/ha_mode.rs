@@ -40,6 +40,7 @@ async fn status(env: Env<'_>, fmt: OutputFormat, name: &str) -> Result<u8, OpErr
     };
     println!("cluster {} ({})", s.cluster, s.store);
     println!("automatic failover: {what}{since}");
+    println!("policies (spec `ha:`): {}", s.policies);
     match &s.leader {
         Some(l) => println!("leader: {l}"),
         None => println!("leader: none"),

@@ -294,13 +294,7 @@ impl Meeting {
                 Compare::value(k, CompareOp::Equal, me),
             ])
             .and_then(ops);
-        let r = self
-            .call(|mut c| {
-                let t = txn.clone();
-                async move { c.txn(t).await }
-            })
-            .await?;
-        Ok(r.succeeded())
+        self.txn_succeeded(txn).await
     }
 
     /// Delete the leader key of a silent leader before its lease expires,
@@ -318,6 +312,11 @@ impl Meeting {
                 Compare::mod_revision(self.key("sync"), CompareOp::Equal, sync_rev),
             ])
             .and_then([TxnOp::delete(k, None)]);
+        self.txn_succeeded(txn).await
+    }
+
+    /// Run a compare-and-act transaction; whether its comparisons held.
+    async fn txn_succeeded(&self, txn: Txn) -> Result<bool, StoreError> {
         let r = self
             .call(|mut c| {
                 let t = txn.clone();
