@@ -360,10 +360,15 @@ fn a_stale_old_primary_started_first_never_becomes_primary() {
         b.sql(new, "SHOW synchronous_standby_names").is_some_and(|s| !s.is_empty() && !s.contains("pg1"))
     });
     std::thread::sleep(Duration::from_secs(1));
-    // Then every host goes down.
+    // Then every host goes down, at once: both agents first (one left
+    // running while the other host dies would take the lost leader over
+    // within a second, and then both were primaries once).
+    let pids: Vec<i32> = [2, 3].iter().map(|n| b.postmaster(*n).expect("running")).collect();
     for n in [2, 3] {
         b.kill_agent(n);
-        testkit::kill_server(b.postmaster(n).expect("running"));
+    }
+    for pid in pids {
+        testkit::kill_server(pid);
     }
     let acked = probe.finish();
     // The stale pg1 comes back first, alone: it must not serve as a primary.
