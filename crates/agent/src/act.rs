@@ -108,6 +108,7 @@ impl<'a> Actor<'a> {
             healthy: v.local.run == doctor::PgRun::Running,
             decision: serde_json::to_value(d).unwrap_or_default(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
+            lag_bytes: crate::observe::lag_bytes(v),
             api_url: self.api_url.clone(),
             at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         };

@@ -378,13 +378,12 @@ fn report(
     let running = l.run == PgRun::Running;
     let primary = running && !l.in_recovery;
     let leader = v.leader.as_ref().is_some_and(|x| x.name == v.me) && !matches!(d, doctor::Decision::Fence { .. });
-    let lag = v.last_leader_lsn.map(|p| p.saturating_sub(l.flush_lsn));
     let health = doctor::health::NodeHealth {
         running,
         primary,
         leader,
         streaming: l.receiving,
-        lag_bytes: if primary { Some(0) } else { lag },
+        lag_bytes: observe::lag_bytes(v),
         sync: v.sync.eligible.contains(&v.me),
         loop_alive: true,
     };

@@ -95,6 +95,20 @@ pub struct Published {
     /// Where this agent's health checks answer (`host:port`).
     #[serde(default)]
     pub api_url: String,
+    /// Bytes behind the last primary position the leader recorded (0 on a
+    /// running primary; None: no position recorded yet).
+    #[serde(default)]
+    pub lag_bytes: Option<u64>,
+}
+
+/// How far this node is behind the last primary position the leader
+/// recorded (0 on a running primary).
+pub fn lag_bytes(v: &View) -> Option<u64> {
+    let l = &v.local;
+    if l.run == PgRun::Running && !l.in_recovery {
+        return Some(0);
+    }
+    v.last_leader_lsn.map(|p| p.saturating_sub(l.flush_lsn))
 }
 
 /// What the agent remembers from earlier ticks (for a tick when etcd does

@@ -305,7 +305,23 @@ fn twenty_etcd_leader_moves_cause_no_failover() {
     assert!(!hist.contains("\"fenced\"") && !hist.contains("promot"), "{hist}\n{}", agent_logs(&k));
     assert_eq!(testkit::postmaster_pid(&k.path("pg1")), Some(pid), "pg1 untouched");
     assert!(testkit::alive(pid));
-    assert_eq!(status_of(&k, "af")["leader"], "pg1");
+    let s = status_of(&k, "af");
+    assert_eq!(s["leader"], "pg1");
+    // What each agent publishes: role, timeline, position, lag, health, version.
+    let m = &s["members"];
+    assert_eq!(m["pg1"]["lag_bytes"], 0, "{m}");
+    for n in ["pg1", "pg2", "pg3"] {
+        let x = &m[n];
+        assert!(
+            x["lag_bytes"].is_u64()
+                && x["timeline"].as_u64() >= Some(1)
+                && x["flush_lsn"].as_u64() > Some(0)
+                && x["healthy"] == true
+                && x["agent_version"].is_string(),
+            "{n}: {x}"
+        );
+        assert_eq!(x["primary"], n == "pg1", "{n}: {x}");
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
