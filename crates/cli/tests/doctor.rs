@@ -379,7 +379,8 @@ fn fail_over(fault: Fault) {
         });
     }
     let probe = Probe::start((0..3).map(|i| Target::new(&format!("127.0.0.{}", i + 1), ports[i])).collect(), &pw);
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // The fault lands at a random moment of the lease.
+    std::thread::sleep(std::time::Duration::from_secs(2) + testkit::random_phase());
     let pid = testkit::postmaster_pid(&k.path("pg1")).expect("pg1 runs");
     let fault_at = std::time::Instant::now();
     let mut restart_agent = false;

@@ -202,11 +202,7 @@ impl Bed {
     }
 }
 
-fn random_phase() -> Duration {
-    // a uniform phase within the lease (2 s), from the clock's nanoseconds
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    Duration::from_millis(u64::from(n % 2000))
-}
+use testkit::random_phase;
 
 /// Fault pg1 (the primary) at a random phase under a writer beside each
 /// node; a standby is promoted (pg2, the synchronous one, or pg3 when it

@@ -509,3 +509,10 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// A uniform phase within the default 2 s lease (from the clock's
+/// nanoseconds): faults injected at a random moment of the lease.
+pub fn random_phase() -> std::time::Duration {
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    std::time::Duration::from_millis(u64::from(n % 2000))
+}
