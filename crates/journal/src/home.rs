@@ -172,6 +172,7 @@ mod tests {
             }],
             dcs: None,
             ha: Default::default(),
+            sharding: None,
             state: Default::default(),
         }
     }

@@ -23,6 +23,9 @@ pub struct Inventory {
     /// What the automatic-failover agents may do (they read it every tick).
     #[serde(default, skip_serializing_if = "crate::ha::HaSpec::is_default")]
     pub ha: crate::ha::HaSpec,
+    /// A group of a sharded cluster (written by pgscale; refused in user files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharding: Option<crate::Sharding>,
     /// Written by pgscale in its home copy; refused in user files.
     #[serde(default, skip_serializing_if = "ClusterState::is_default")]
     pub state: ClusterState,

@@ -6,6 +6,7 @@ pub mod ha;
 pub mod inventory;
 pub mod name;
 pub mod observed;
+pub mod sharding;
 
 pub use dcs::{Dcs, EtcdSpec};
 pub use ha::{HaMode, HaSetting, HaSpec};
@@ -13,3 +14,4 @@ pub use inventory::*;
 pub use name::{copy_app_name, slot_name, valid_name, NodeName};
 pub use observed::*;
 pub use postgres_types::PgLsn;
+pub use sharding::{group_cluster, Sharding};

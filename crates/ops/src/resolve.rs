@@ -78,6 +78,8 @@ pub async fn peers(inv: &Inventory, deadline: Duration) -> (Vec<IpAddr>, Vec<IpA
         }
     }
     v.extend(inv.state.admin_addrs.iter().copied());
+    // A sharded cluster's other groups (postgres_fdw, the moves' subscriptions).
+    v.extend(inv.sharding.iter().flat_map(|s| s.peers.iter().copied()));
     v.sort();
     v.dedup();
     mine.sort();

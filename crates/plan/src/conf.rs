@@ -63,11 +63,27 @@ pub fn managed_settings(inv: &Inventory, node: &NodeSpec) -> Vec<(String, String
         // list only once it streams (the scale-out plan's last steps).
         None => v.push(("synchronous_standby_names".into(), crate::sync::member_standby_names(inv))),
     }
+    let set = |v: &mut Vec<(String, String)>, k: &str, val: String| match v.iter_mut().find(|(n, _)| n == k) {
+        Some(slot) => slot.1 = val,
+        None => v.push((k.to_string(), val)),
+    };
     for (k, val) in &inv.postgres.parameters {
-        let val = val.to_string();
-        match v.iter_mut().find(|(n, _)| n == k) {
-            Some(slot) => slot.1 = val,
-            None => v.push((k.clone(), val)),
+        set(&mut v, k, val.to_string());
+    }
+    // A sharded cluster's groups: what moving shards needs (after the
+    // user's parameters: a move cannot work without them).
+    if let Some(sh) = &inv.sharding {
+        if sh.is_coordinator() {
+            // PG <= 15 generic plans lock every partition: a cut-over's
+            // lock of one shard would stall the whole table.
+            set(&mut v, "plan_cache_mode", "force_custom_plan".into());
+        } else {
+            set(&mut v, "wal_level", "logical".into());
+            let logical = (inv.nodes.len() * 2 + 4).max(10) + 8;
+            set(&mut v, "max_wal_senders", logical.to_string());
+            set(&mut v, "max_replication_slots", logical.to_string());
+            // A move's slot must not fill the disk if the move stalls.
+            set(&mut v, "max_slot_wal_keep_size", "8GB".into());
         }
     }
     v
@@ -152,6 +168,7 @@ mod tests {
             }],
             dcs: None,
             ha: Default::default(),
+            sharding: None,
             state: Default::default(),
         }
     }

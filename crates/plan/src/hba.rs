@@ -100,6 +100,7 @@ mod tests {
             nodes: vec![],
             dcs: None,
             ha: Default::default(),
+            sharding: None,
             state: Default::default(),
         }
     }

@@ -15,6 +15,7 @@ pub mod hostcheck;
 pub mod init;
 pub mod load;
 pub mod scale;
+pub mod shard;
 pub mod sql;
 pub mod status;
 pub mod steps;

@@ -91,6 +91,22 @@ impl Locations {
         Locations { file: self.file.clone(), map }
     }
 
+    /// The locations of one group of a sharded file (`prefix` like
+    /// `data[1].`), renamed as in a file of its own; shared sections
+    /// (`name`, `postgres`, ...) keep their places.
+    pub fn group(&self, prefix: &str) -> Locations {
+        let map = self
+            .map
+            .iter()
+            .filter_map(|(k, v)| match k.strip_prefix(prefix) {
+                Some(rest) => Some((rest.to_string(), *v)),
+                None if k.starts_with("coordinator") || k.starts_with("data") => None,
+                None => Some((k.clone(), *v)),
+            })
+            .collect();
+        Locations { file: self.file.clone(), map }
+    }
+
     /// Every value of the document, keyed by its path.
     fn of_document(file: &str, root: &Spanned<Value>) -> Locations {
         fn walk(map: &mut BTreeMap<String, (u64, u64)>, path: &mut String, v: &Spanned<Value>) {
@@ -162,11 +178,23 @@ pub fn parse_nodes(file: &str, text: &str) -> Result<(Vec<model::NodeSpec>, Loca
     Ok((f.nodes, locs))
 }
 
+/// Parse a sharded spec (`coordinator:` and `data:` groups).
+pub fn parse_sharded(file: &str, text: &str) -> Result<(crate::shard::spec::ShardedFile, Locations), Vec<Problem>> {
+    parse(file, text, Doc::Sharded)
+}
+
+/// Parse an `expand` file (`data:` groups).
+pub fn parse_add_groups(file: &str, text: &str) -> Result<(crate::shard::spec::AddFile, Locations), Vec<Problem>> {
+    parse(file, text, Doc::Groups)
+}
+
 /// Which kind of file is read, for the messages about the whole file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Doc {
     Inventory,
     Nodes,
+    Sharded,
+    Groups,
 }
 
 impl Doc {
@@ -180,6 +208,13 @@ impl Doc {
                 "the file is empty: a scale-out file needs `nodes:` \
                  (try `pgscale scale-out -n NAME --gen-template`)"
             }
+            Doc::Sharded => {
+                "the file is empty: a sharded spec needs `name:`, `coordinator:` and `data:` \
+                 (try `pgscale init --gen-template --sharded`)"
+            }
+            Doc::Groups => {
+                "the file is empty: an expand file needs `data:` (a list of groups with `name:` and `nodes:`)"
+            }
         }
     }
 
@@ -187,6 +222,8 @@ impl Doc {
         match self {
             Doc::Inventory => "a mapping with `name:` and `nodes:`",
             Doc::Nodes => "a mapping with `nodes:`",
+            Doc::Sharded => "a mapping with `name:`, `coordinator:` and `data:`",
+            Doc::Groups => "a mapping with `data:`",
         }
     }
 }
