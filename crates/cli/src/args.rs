@@ -151,8 +151,10 @@ pub enum Command {
         after_help = "Examples:\n  pgscale scale-in -n demo --node pg3 --dry-run\n  pgscale scale-in -n demo --node pg3 --yes\n  pgscale scale-in -n demo --node pg2 --node pg3 --clear-dir --timeout 5s --yes\n\nA leaving synchronous standby is taken out of synchronous_standby_names first (a potential or\nasynchronous direct standby takes its place when one can); its downstream standbys are re-pointed\nto its upstream; then it stops (a node that does not answer within --timeout is skipped and\nreported), its slot is dropped and pg_hba updated everywhere. Data is kept unless --clear-dir."
     )]
     ScaleIn(ScaleInArgs),
-    /// Continue an interrupted scale-out, scale-in, switchover or failover.
-    #[command(after_help = "Example:\n  pgscale resume -n demo")]
+    /// Continue an interrupted scale-out, scale-in, switchover, failover or shard move.
+    #[command(
+        after_help = "Examples:\n  pgscale resume -n demo\n  pgscale resume -n shop    # a sharded cluster: also finishes unfinished shard moves"
+    )]
     Resume(ResumeArgs),
     /// Planned role change: NODE becomes primary, the old primary a standby (no data lost, no rewind).
     #[command(
@@ -180,6 +182,156 @@ pub enum Command {
     /// Check hosts before anything changes (and with --install, make them ready).
     #[command(subcommand)]
     Host(HostCommand),
+    /// Sharded tables of a sharded cluster (`pgscale table create`).
+    #[command(subcommand)]
+    Table(TableCommand),
+    /// Schema changes of a sharded cluster: run on the coordinator and every shard (refused while a move runs).
+    #[command(
+        after_help = "Examples:\n  pgscale ddl -n shop -c 'ALTER TABLE orders ADD COLUMN note text'\n  pgscale ddl -n shop -f change.sql --dry-run\n\n\
+                      The statements are tried on every data group and on the coordinator and rolled back first: if\n\
+                      they fail anywhere, nothing changes. Then they run on every data group (the partitioned root\n\
+                      there carries them to each shard) and on the coordinator (its root carries them to the foreign\n\
+                      leaves), and are logged so that groups added later replay them. Logical replication does not\n\
+                      carry DDL, so a running shard move refuses it."
+    )]
+    Ddl(DdlArgs),
+    /// Add data groups to a sharded cluster and move shards onto them until balanced.
+    #[command(
+        after_help = "Examples:\n  pgscale expand -n shop -c add.yaml --dry-run     # the groups' plans, the moves, bytes and an ETA\n  pgscale expand -n shop -c add.yaml\n  pgscale expand -n shop -c add.yaml --parallel 2 --max-pause 500ms --output json\n\n\
+                      add.yaml lists the new groups as in the sharded spec:\n  data:\n    - name: dg3\n      nodes:\n        - {name: dg3a, host: 10.0.0.31, port: 5432, data_dir: /var/lib/pgscale/shop/dg3a}\n        - {name: dg3b, host: 10.0.0.32, port: 5432, data_dir: /var/lib/pgscale/shop/dg3b, sync: sync}\n\n\
+                      Each group is created like `pgscale init` creates a cluster (hosts checked first), every group\n\
+                      lets the others in (pg_hba), the coordinator gets a foreign server for it, then shards move one\n\
+                      at a time per pair of groups: copy by logical replication, catch up, and a cut-over that pauses\n\
+                      writes to that one shard for at most --max-pause (else it rolls back and retries).\n\
+                      Interrupted? Run the same command again (or `pgscale resume -n NAME`)."
+    )]
+    Expand(ExpandArgs),
+    /// Move every shard off a data group, then remove the group (its servers and data).
+    #[command(
+        after_help = "Examples:\n  pgscale shrink -n shop --drain dg3 --dry-run\n  pgscale shrink -n shop --drain dg3 --yes\n\n\
+                      The group is marked draining first (it stays so if the command stops), its shards move to the\n\
+                      groups holding the fewest, then its foreign server is dropped and its cluster destroyed."
+    )]
+    Shrink(ShrinkArgs),
+    /// Even the shards out over the data groups (and finish unfinished moves).
+    #[command(
+        after_help = "Examples:\n  pgscale rebalance -n shop --dry-run\n  pgscale rebalance -n shop --parallel 2 --output json"
+    )]
+    Rebalance(RebalanceArgs),
+    /// Which data group holds which shard, sizes, and moves in progress.
+    #[command(after_help = "Examples:\n  pgscale shards -n shop\n  pgscale shards -n shop --output json")]
+    Shards(ShardsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TableCommand {
+    /// Create a sharded table: hash-partitioned by KEY into the cluster's shards, each on a data group.
+    #[command(
+        after_help = "Examples:\n  pgscale table create -n shop --table orders --key customer_id -- \\\n    'CREATE TABLE orders (customer_id bigint, id bigint, total numeric, PRIMARY KEY (customer_id, id))'\n\n\
+                      The primary key must include the key (each shard enforces it on its group; a shard move\n\
+                      replicates UPDATE and DELETE by it). Defaults and identities run on the coordinator.\n\
+                      Applications use the table through the coordinator with plain SQL (INSERT ... ON CONFLICT DO\n\
+                      UPDATE is not available through postgres_fdw; DO NOTHING is)."
+    )]
+    Create(TableCreateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TableCreateArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// The table's name (in schema public).
+    #[arg(long)]
+    pub table: String,
+    /// The column that decides a row's shard (in the primary key).
+    #[arg(long)]
+    pub key: String,
+    /// Deadline of one call.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// `CREATE TABLE <table> (...)`, without PARTITION BY.
+    #[arg(last = true, required = true, value_name = "CREATE TABLE ...")]
+    pub create: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DdlArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// A file of statements.
+    #[arg(short = 'f', long = "file", conflicts_with = "command", required_unless_present = "command")]
+    pub file: Option<PathBuf>,
+    /// Statements given inline.
+    #[arg(short = 'c', long = "command")]
+    pub command: Option<String>,
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// How shards move (shared by expand, shrink and rebalance).
+#[derive(Args, Debug)]
+pub struct MoveArgs {
+    /// Print the moves (bytes each, an ETA from the measured rate) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Moves at the same time, each between its own pair of groups.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// Longest write pause of one cut-over; a cut-over that would take longer rolls back and retries.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub max_pause: Duration,
+    /// Keep at least this much free on every node of a target group besides what its new shards need (e.g. 10GB).
+    #[arg(long, default_value = "0", value_parser = parse_size)]
+    pub min_free: u64,
+    /// Deadline of one call.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct ExpandArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// The file listing the data groups to add (`data:`).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Make the new hosts ready first (install PostgreSQL, the OS user, directories).
+    #[arg(long)]
+    pub install: bool,
+    #[command(flatten)]
+    pub moves: MoveArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ShrinkArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    /// The data group to empty and remove.
+    #[arg(long, value_name = "GROUP")]
+    pub drain: String,
+    /// Do not ask.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub moves: MoveArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RebalanceArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    #[command(flatten)]
+    pub moves: MoveArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ShardsArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -405,6 +557,9 @@ pub struct InitArgs {
     /// Print a commented 3-node spec (primary, sync standby, async standby) and exit.
     #[arg(long)]
     pub gen_template: bool,
+    /// With --gen-template: a sharded cluster's spec (a coordinator and two data groups).
+    #[arg(long, requires = "gen_template")]
+    pub sharded: bool,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -100,6 +100,50 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// A long task's bar (a shard move): bytes copied, then the lag beside
+    /// it; without a terminal, a line per phase change and every 10%.
+    pub fn meter(&mut self, m: &ops::Meter<'_>) {
+        let label = format!("{} {}", m.key, m.phase);
+        if m.finished {
+            if let Some(b) = self.bars.remove(m.key) {
+                b.finish_and_clear();
+            }
+            self.last_decile.remove(m.key);
+            return;
+        }
+        if self.tty {
+            let multi = &self.multi;
+            let bar = self.bars.entry(m.key.to_string()).or_insert_with(|| {
+                let b = multi.add(indicatif::ProgressBar::new(m.total.max(1)));
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                b
+            });
+            bar.set_length(m.total.max(1));
+            bar.set_position(m.done);
+            bar.set_message(if m.detail.is_empty() { label } else { format!("{label} {}", m.detail) });
+        } else {
+            let phase_code = match m.phase {
+                "copy" => 0,
+                "catch-up" => 100,
+                _ => 200,
+            };
+            let dec = phase_code + m.done * 10 / m.total.max(1);
+            let prev = self.last_decile.entry(m.key.to_string()).or_insert(u64::MAX);
+            if *prev != dec {
+                *prev = dec;
+                eprintln!("        {label}: {} of {} MB {}", m.done >> 20, m.total >> 20, m.detail);
+            }
+        }
+    }
+}
+
 fn dash(o: Option<String>) -> String {
     o.unwrap_or_else(|| "-".into())
 }

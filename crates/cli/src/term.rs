@@ -47,6 +47,10 @@ impl ops::Ui for TermUi {
         self.progress.lock().unwrap_or_else(|e| e.into_inner()).show(p);
     }
 
+    fn meter(&self, m: &ops::Meter<'_>) {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner()).meter(m);
+    }
+
     fn status(&self, r: &StatusReport) {
         print_status(r, self.fmt);
     }

@@ -49,6 +49,36 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Applied, OpError> {
     file_cmp.postgres = desired.postgres.clone();
     plan::apply_config::check_only_config_changed(&stored, &file_cmp).map_err(invalid)?;
 
+    let rerun = format!("pgscale apply-config -n {} -c {}", r.name, r.config.display());
+    roll(
+        env,
+        store,
+        desired,
+        Roll { save_anyway: ha_changed, yes: r.yes, dry_run: r.dry_run, timeout: r.timeout, rerun },
+    )
+    .await
+}
+
+/// How [`roll`] runs.
+pub(crate) struct Roll {
+    /// Save the record even when no node needs a change.
+    pub save_anyway: bool,
+    pub yes: bool,
+    pub dry_run: bool,
+    pub timeout: Duration,
+    pub rerun: String,
+}
+
+/// Roll `desired`'s configuration (pg_hba.conf, parameters) out to every
+/// running node of its cluster, and record it.
+pub(crate) async fn roll(
+    env: Env<'_>,
+    store: std::sync::Arc<dyn store::Store>,
+    desired: model::Inventory,
+    o: Roll,
+) -> Result<Applied, OpError> {
+    let r = &o;
+    let name = desired.name.clone();
     let cl = Cluster::open(store.clone(), desired.clone(), r.timeout, r.dry_run).await?;
     let ctx = cl.ctx(WAIT);
     let names: Vec<String> = desired
@@ -75,7 +105,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Applied, OpError> {
         return Ok(Applied { outcome: Outcome::Planned(plan), partial: false });
     }
     if plan.is_empty() {
-        if ha_changed {
+        if o.save_anyway {
             // Nothing to roll out on the servers: the record is the change.
             store.save(&desired).await?;
             env.ui.say("the ha settings are saved: the agents use them from their next tick");
@@ -94,12 +124,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Applied, OpError> {
     for n in &plan.notes {
         env.ui.say(&format!("note: {n}"));
     }
-    finish(
-        env,
-        &report,
-        &format!("apply-config of cluster {}", r.name),
-        &format!("pgscale apply-config -n {} -c {}", r.name, r.config.display()),
-    )?;
+    finish(env, &report, &format!("apply-config of cluster {name}"), &o.rerun)?;
     let partial = !plan.notes.is_empty();
     Ok(Applied { outcome: Outcome::Applied { plan, report: Some(report) }, partial })
 }

@@ -24,9 +24,54 @@ async fn disk_pct(h: &host::Host, path: &std::path::Path, d: Duration) -> Option
     line.split_whitespace().nth(4)?.trim_end_matches('%').parse().ok()
 }
 
+/// A sharded cluster's check covers every group and the sharding itself.
 pub async fn run(stores: &Stores, name: &str, node: Option<&str>, timeout: Duration) -> Result<Checked, OpError> {
     let store = stores.for_cluster(name).await?;
     let inv = store.load(name).await?;
+    let Some(sh) = inv.sharding.clone().filter(|s| s.is_coordinator()) else {
+        return run_one(stores, inv, node, timeout).await;
+    };
+    let groups = sh.groups.iter().map(|g| async move {
+        let c = model::group_cluster(name, g);
+        let inv = stores.for_cluster(&c).await?.load(&c).await?;
+        run_one(stores, inv, node, timeout).await
+    });
+    let (mine, theirs, shards) = futures::future::join3(
+        run_one(stores, inv, node, timeout),
+        futures::future::join_all(groups),
+        crate::shard::show::findings(stores, name, timeout),
+    )
+    .await;
+    let mut all = mine?;
+    for g in theirs {
+        match g {
+            Ok(c) => {
+                all.nodes += c.nodes;
+                all.findings.extend(c.findings);
+            }
+            Err(e) => all.findings.push(Finding {
+                severity: Severity::Unknown,
+                node: String::new(),
+                check: "group",
+                message: e.message,
+            }),
+        }
+    }
+    if node.is_none() {
+        all.findings.extend(shards);
+    }
+    all.status = overall(&all.findings);
+    Ok(all)
+}
+
+async fn run_one(
+    stores: &Stores,
+    inv: model::Inventory,
+    node: Option<&str>,
+    timeout: Duration,
+) -> Result<Checked, OpError> {
+    let name = inv.name.clone();
+    let store = stores.for_cluster(&name).await?;
     let cl = Cluster::open(store.clone(), inv.clone(), timeout, true).await?;
     let obs = pg::probe_all(&cl.targets(), timeout).await;
     let mut input = CheckInput { hba: observed_hba(&cl, &obs, timeout).await, ..Default::default() };

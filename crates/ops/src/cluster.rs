@@ -22,6 +22,12 @@ pub fn read_inventory_file(path: &Path) -> Result<(Inventory, Locations), OpErro
     let file = path.display().to_string();
     let (inv, locs) = plan::parse_inventory(&file, &text).map_err(|p| problems(&p))?;
     let mut ps = plan::validate::user_state_problems(Some(&inv.state), &inv.nodes, &locs);
+    if inv.sharding.is_some() {
+        ps.push(locs.problem(
+            "sharding",
+            "`sharding` is written by pgscale; a sharded cluster's spec has `coordinator:` and `data:` instead of `nodes:`",
+        ));
+    }
     ps.extend(plan::validate::validate_static(&inv, &locs));
     if !ps.is_empty() {
         return Err(problems(&ps));

@@ -35,7 +35,23 @@ pub struct Request {
 }
 
 pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
-    let (mut desired, locs) = read_inventory_file(&r.config)?;
+    let text = std::fs::read_to_string(&r.config).map_err(|e| invalid(format!("read {}: {e}", r.config.display())))?;
+    if plan::shard::spec::is_sharded(&text) {
+        return crate::shard::init::run(env, &r, &text).await;
+    }
+    let (desired, locs) = read_inventory_file(&r.config)?;
+    let rerun = format!("pgscale init -c {}", r.config.display());
+    run_inventory(env, desired, &locs, &r, rerun).await
+}
+
+/// Create (or finish creating) the cluster `desired` describes.
+pub async fn run_inventory(
+    env: Env<'_>,
+    mut desired: model::Inventory,
+    locs: &plan::Locations,
+    r: &Request,
+    rerun: String,
+) -> Result<Outcome, OpError> {
     let store = env.stores.for_spec(&desired.name, desired.dcs.as_ref()).await?;
     let primary_name = desired.primary().map(|p| p.name.clone()).unwrap_or_default();
     desired.node_mut(&primary_name).expect("primary exists").role = Some(Role::Primary);
@@ -101,7 +117,7 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     };
     let existed = store.exists(&desired.name).await?;
     let name = desired.name.clone();
-    let res = execute(env, desired, &locs, &o, format!("pgscale init -c {}", r.config.display())).await;
+    let res = execute(env, desired, locs, &o, rerun).await;
     // Refused before anything was recorded: leave no trace in the home
     // (the lock and secret files of a cluster that does not exist).
     if res.is_err() && !r.dry_run && !existed && !store.exists(&name).await? {

@@ -21,12 +21,13 @@ pub mod resolve;
 pub mod resume;
 pub mod scale_in;
 pub mod scale_out;
+pub mod shard;
 pub mod status;
 pub mod ui;
 
 pub use cluster::{Cluster, WAIT};
 pub use error::{Kind, OpError};
-pub use ui::{Quiet, Ui};
+pub use ui::{Meter, Quiet, Ui};
 
 use exec::{Outcome as StepOutcome, Report};
 use plan::Plan;
@@ -50,6 +51,11 @@ pub enum Outcome {
     Applied { plan: Plan, report: Option<Report> },
     /// Nothing to do; the message says why.
     Unchanged(String),
+    /// Done, by steps outside a single plan (a sharded cluster's groups);
+    /// the message sums it up.
+    Done(String),
+    /// `--dry-run` of several clusters (a sharded cluster's groups).
+    PlannedMany(Vec<Plan>),
 }
 
 /// How a prepared plan is run.

@@ -17,7 +17,7 @@ pub fn os_user_name(inv: &Inventory) -> String {
     inv.postgres.os_user.clone().unwrap_or_else(OsUser::default_name)
 }
 
-async fn addrs_of(host: &str, deadline: Duration) -> Vec<IpAddr> {
+pub(crate) async fn addrs_of(host: &str, deadline: Duration) -> Vec<IpAddr> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return vec![ip];
     }

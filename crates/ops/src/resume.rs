@@ -70,5 +70,19 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
         };
         return ha::switchover(env, s).await;
     }
+    if inv.sharding.as_ref().is_some_and(|s| s.is_coordinator()) {
+        drop(lock);
+        let mut q = crate::shard::rebalance::Request::new(&r.name);
+        q.dry_run = r.dry_run;
+        q.only_unfinished = true;
+        q.moves.timeout = r.timeout;
+        let rep = crate::shard::rebalance::rebalance(env, &q).await?;
+        if !rep.moves.is_empty() || !rep.planned.is_empty() {
+            return Ok(Outcome::Done(format!(
+                "{} unfinished shard move(s) finished",
+                rep.moves.len().max(rep.planned.len())
+            )));
+        }
+    }
     Ok(Outcome::Unchanged(format!("nothing to resume: no operation on {} was interrupted", r.name)))
 }

@@ -20,3 +20,23 @@ pub async fn run(stores: &Stores, name: &str, timeout: Duration) -> Result<Statu
     r.store_error = store_error;
     Ok(r)
 }
+
+/// A sharded cluster's status: the coordinator's report, then each data
+/// group's (probed at the same time). A plain cluster: its one report.
+pub async fn run_all(stores: &Stores, name: &str, timeout: Duration) -> Result<Vec<StatusReport>, OpError> {
+    let first = run(stores, name, timeout).await?;
+    let store = stores.for_cluster(name).await?;
+    let groups = match store.load(name).await.ok().and_then(|i| i.sharding).filter(|s| s.is_coordinator()) {
+        Some(s) => s.groups,
+        None => return Ok(vec![first]),
+    };
+    let rest = futures::future::join_all(
+        groups.iter().map(|g| async move { run(stores, &model::group_cluster(name, g), timeout).await }),
+    )
+    .await;
+    let mut out = vec![first];
+    for r in rest {
+        out.push(r?);
+    }
+    Ok(out)
+}

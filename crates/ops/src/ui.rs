@@ -19,6 +19,22 @@ pub trait Ui: Sync {
     fn progress(&self, p: &Progress<'_>);
     /// A status report worth showing (the demo shows one after each step).
     fn status(&self, _r: &StatusReport) {}
+    /// A long task's progress (a shard move: bytes copied, then lag).
+    fn meter(&self, _m: &Meter<'_>) {}
+}
+
+/// One long task's progress, for a progress bar.
+pub struct Meter<'a> {
+    /// Which task (several run at once).
+    pub key: &'a str,
+    /// `copy`, `catch-up`, `cut-over`, `done`.
+    pub phase: &'a str,
+    pub done: u64,
+    pub total: u64,
+    /// A short text beside the bar (lag in bytes and seconds, ...).
+    pub detail: &'a str,
+    /// The task ended: the bar goes away.
+    pub finished: bool,
 }
 
 /// No one to ask, nothing shown but through `tracing`: tests and daemons.

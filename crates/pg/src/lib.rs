@@ -6,15 +6,18 @@ mod conn;
 pub mod controldata;
 mod facts;
 mod probe;
+mod session;
 mod stmt;
 
 pub use conn::{connect, scram_verifier, tcp_listening, Target};
 pub use facts::server_facts;
 pub use probe::{config_obs, find_bin_dir, probe, probe_all};
+pub use session::{Db, Params};
 pub use stmt::{
     copy_progress, count_ids, database_bytes, end_copy, execute, hba_errors, is_primary, promote, received_lsn,
     streaming, Session, Streaming,
 };
+pub use tokio_postgres::Row;
 
 use std::time::Duration;
 

@@ -5,7 +5,11 @@ use ops::{init, Env};
 
 pub async fn run(env: Env<'_>, fmt: OutputFormat, a: InitArgs) -> Result<u8, OpError> {
     if a.gen_template {
-        print!("{}", init::template());
+        if a.sharded {
+            print!("{}", plan::shard::spec::template());
+        } else {
+            print!("{}", init::template());
+        }
         return Ok(0);
     }
     let r = init::Request {

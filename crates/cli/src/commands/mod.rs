@@ -17,6 +17,7 @@ mod psql;
 mod resume;
 mod scale_in;
 mod scale_out;
+mod shard;
 mod status;
 mod store;
 
@@ -94,6 +95,12 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
         Command::Rejoin(a) => ha::rejoin(env, fmt, a).await,
         Command::Check(a) => Ok(check::run(env, fmt, a).await),
         Command::Host(crate::args::HostCommand::Check(a)) => host::check(env, fmt, a).await,
+        Command::Table(c) => shard::table(env, fmt, c).await,
+        Command::Ddl(a) => shard::ddl(env, fmt, a).await,
+        Command::Expand(a) => shard::expand(env, fmt, a).await,
+        Command::Shrink(a) => shard::shrink(env, fmt, a).await,
+        Command::Rebalance(a) => shard::rebalance(env, fmt, a).await,
+        Command::Shards(a) => shard::shards(env, fmt, a).await,
     }
 }
 
@@ -172,11 +179,12 @@ fn home_dir(opt: Option<PathBuf>) -> Result<PathBuf, OpError> {
 pub fn show(env: Env<'_>, fmt: OutputFormat, out: &Outcome) -> u8 {
     match out {
         Outcome::Planned(p) => print_plan(p, fmt),
+        Outcome::PlannedMany(ps) => ps.iter().for_each(|p| print_plan(p, fmt)),
         Outcome::Applied { plan, report: None } if plan.is_empty() => {
             env.ui.say("nothing to do: the cluster already matches")
         }
         Outcome::Applied { .. } => {}
-        Outcome::Unchanged(why) => env.ui.say(why),
+        Outcome::Unchanged(why) | Outcome::Done(why) => env.ui.say(why),
     }
     0
 }

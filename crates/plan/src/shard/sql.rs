@@ -5,9 +5,11 @@
 use super::names::{foreign_leaf, server, shard_table, CATALOG_SCHEMA, SHARD_SCHEMA};
 use crate::sql::literal;
 
-/// Statements that carry a password: the server must not log them, even
-/// when they fail.
-pub const QUIET: &str = "SET LOCAL log_min_error_statement = panic; SET LOCAL log_statement = 'none'; ";
+/// Before statements that carry a password (on pgscale's own session):
+/// the server must not log them, even when they fail.
+pub const QUIET: &str = "SET log_min_error_statement = panic; SET log_statement = 'none';";
+/// After them.
+pub const UNQUIET: &str = "RESET log_min_error_statement; RESET log_statement;";
 
 /// The coordinator's catalog: groups, where each shard is, the sharded
 /// tables, the DDL to replay on a new group, and the moves' journal. At
@@ -38,7 +40,8 @@ pub fn data_catalog() -> String {
         "CREATE SCHEMA IF NOT EXISTS {c};\n\
          CREATE SCHEMA IF NOT EXISTS {s};\n\
          CREATE TABLE IF NOT EXISTS {c}.marker (id bigint NOT NULL, at timestamptz NOT NULL DEFAULT now());\n\
-         ALTER TABLE {c}.marker REPLICA IDENTITY FULL;\n",
+         ALTER TABLE {c}.marker REPLICA IDENTITY FULL;\n\
+         CREATE TABLE IF NOT EXISTS {c}.applied_ddl (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now());\n",
         c = CATALOG_SCHEMA,
         s = SHARD_SCHEMA
     )
@@ -73,7 +76,7 @@ pub fn ensure_server(group: &str, hosts: &[(String, u16)], dbname: &str) -> Stri
 }
 
 /// The admin role's user mapping on a group's server (carries a password:
-/// run with [`QUIET`] inside a transaction).
+/// run after [`QUIET`]).
 pub fn ensure_user_mapping(group: &str, admin: &str, password: &str) -> String {
     let srv = server(group);
     format!(
@@ -176,7 +179,7 @@ pub fn conninfo(pairs: &[(&str, &str)]) -> String {
         .join(" ")
 }
 
-/// The subscription of a move (carries a password: run with [`QUIET`]).
+/// The subscription of a move (carries a password: run after [`QUIET`]).
 /// The copy is binary, an apply error disables it (pgscale then redoes the
 /// move) and its slot on the source is named like it.
 pub fn create_subscription(name: &str, conninfo: &str) -> String {
