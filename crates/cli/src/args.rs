@@ -218,6 +218,13 @@ pub enum Command {
         after_help = "Examples:\n  pgscale rebalance -n shop --dry-run\n  pgscale rebalance -n shop --parallel 2 --output json"
     )]
     Rebalance(RebalanceArgs),
+    /// Move one shard to a data group (online, like every move of rebalance).
+    #[command(
+        name = "move",
+        after_help = "Examples:\n  pgscale move -n shop --shard 7 --to dg2 --dry-run\n  pgscale move -n shop --shard 7 --to dg2 --max-pause 300ms\n\n\
+                      An unfinished move of that shard is finished instead (wherever it was going)."
+    )]
+    Move(MoveOneArgs),
     /// Which data group holds which shard, sizes, and moves in progress.
     #[command(after_help = "Examples:\n  pgscale shards -n shop\n  pgscale shards -n shop --output json")]
     Shards(ShardsArgs),
@@ -300,6 +307,9 @@ pub struct ExpandArgs {
     /// Make the new hosts ready first (install PostgreSQL, the OS user, directories).
     #[arg(long)]
     pub install: bool,
+    /// Only add the groups; move shards onto them later with `pgscale rebalance`.
+    #[arg(long)]
+    pub no_rebalance: bool,
     #[command(flatten)]
     pub moves: MoveArgs,
 }
@@ -322,6 +332,19 @@ pub struct ShrinkArgs {
 pub struct RebalanceArgs {
     #[arg(short = 'n', long = "name")]
     pub name: String,
+    #[command(flatten)]
+    pub moves: MoveArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct MoveOneArgs {
+    #[arg(short = 'n', long = "name")]
+    pub name: String,
+    #[arg(long)]
+    pub shard: u32,
+    /// The data group that takes it.
+    #[arg(long, value_name = "GROUP")]
+    pub to: String,
     #[command(flatten)]
     pub moves: MoveArgs,
 }

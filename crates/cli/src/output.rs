@@ -138,7 +138,7 @@ impl Progress {
             let prev = self.last_decile.entry(m.key.to_string()).or_insert(u64::MAX);
             if *prev != dec {
                 *prev = dec;
-                eprintln!("        {label}: {} of {} MB {}", m.done >> 20, m.total >> 20, m.detail);
+                eprintln!("        {label}: {:.1} of {:.1} MB {}", m.done as f64 / 1e6, m.total as f64 / 1e6, m.detail);
             }
         }
     }

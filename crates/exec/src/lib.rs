@@ -290,7 +290,7 @@ impl Runtime<'_> {
 /// Tests only: die like `kill -9` right after the named step, to prove a
 /// re-run converges from every step boundary.
 #[cfg(feature = "testing")]
-fn failpoint(id: &str) {
+pub fn failpoint(id: &str) {
     if std::env::var("PGSCALE_FAILPOINT").is_ok_and(|f| f == id) {
         eprintln!("failpoint: killed after {id}");
         let _ = nix_kill_self();
@@ -310,7 +310,7 @@ fn nix_kill_self() -> std::io::Result<()> {
 }
 
 #[cfg(not(feature = "testing"))]
-fn failpoint(_id: &str) {}
+pub fn failpoint(_id: &str) {}
 
 fn node<'r>(rt: &'r Runtime<'_>, name: &str) -> Result<&'r NodeRt, ExecError> {
     rt.nodes

@@ -84,6 +84,9 @@ pub fn managed_settings(inv: &Inventory, node: &NodeSpec) -> Vec<(String, String
             set(&mut v, "max_replication_slots", logical.to_string());
             // A move's slot must not fill the disk if the move stalls.
             set(&mut v, "max_slot_wal_keep_size", "8GB".into());
+            // The launcher starts one subscription's worker per interval
+            // (5 s by default): moves one after another would wait it out.
+            set(&mut v, "wal_retrieve_retry_interval", "200ms".into());
         }
     }
     v

@@ -235,7 +235,14 @@ fn fast_retry(p: &mut Plan, new: &NodeSpec) {
     p.push_in(0, n, n, "fast-retry-reload", Action::Reload, "wakes the startup process from its retry wait");
 }
 
-fn promote_steps(p: &mut Plan, new: &NodeSpec, opts: &HaOpts) {
+fn promote_steps(p: &mut Plan, desired: &Inventory, new: &NodeSpec, opts: &HaOpts) {
+    // Back to what the cluster wants (a sharded data group keeps it low:
+    // its subscriptions start that much sooner), else the default.
+    let managed = crate::conf::managed_settings(desired, new);
+    let reset = match managed.iter().find(|(k, _)| k == "wal_retrieve_retry_interval") {
+        Some((k, v)) => sql::alter_system_set(k, v),
+        None => sql::alter_system_reset("wal_retrieve_retry_interval"),
+    };
     let n = new.name.as_str();
     fast_retry(p, new);
     p.push_in(
@@ -251,8 +258,8 @@ fn promote_steps(p: &mut Plan, new: &NodeSpec, opts: &HaOpts) {
         n,
         n,
         "retry-reset",
-        Action::Sql { sql: sql::alter_system_reset("wal_retrieve_retry_interval") },
-        "back to the default",
+        Action::Sql { sql: reset },
+        "back to the cluster's setting",
     );
     p.push_in(0, n, n, "retry-reset-reload", Action::Reload, "apply it");
 }
@@ -381,7 +388,7 @@ pub fn plan_switchover(
                 new.name, old.name, old.name
             ),
         );
-        promote_steps(&mut p, &new, opts);
+        promote_steps(&mut p, desired, &new, opts);
     }
     let old_is_standby = o_old.is_some_and(|o| o.state == RunState::Running && o.role == ObservedRole::Standby);
     if !old_is_standby {
@@ -435,7 +442,7 @@ pub fn plan_failover(old: &str, desired: &Inventory, ctx: &Ctx, obs: &Observed, 
         )),
     }
     if !new_is_primary {
-        promote_steps(&mut p, &new, opts);
+        promote_steps(&mut p, desired, &new, opts);
     }
     // Refusing connections, it takes no writes now; stop whatever may be
     // starting up there, after the promotion so it costs no downtime.

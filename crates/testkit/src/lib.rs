@@ -6,6 +6,7 @@
 pub mod etcd;
 pub mod netns;
 pub mod probe;
+pub mod shardload;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -101,6 +101,7 @@ async fn dispatch(env: Env<'_>, fmt: OutputFormat, command: Command) -> Result<u
         Command::Shrink(a) => shard::shrink(env, fmt, a).await,
         Command::Rebalance(a) => shard::rebalance(env, fmt, a).await,
         Command::Shards(a) => shard::shards(env, fmt, a).await,
+        Command::Move(a) => shard::move_one(env, fmt, a).await,
     }
 }
 

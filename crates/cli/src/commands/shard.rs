@@ -36,7 +36,12 @@ fn request(name: &str, m: &MoveArgs) -> Request {
 }
 
 pub async fn expand(env: Env<'_>, fmt: OutputFormat, a: ExpandArgs) -> Result<u8, OpError> {
-    let e = rebalance::ExpandRequest { rebalance: request(&a.name, &a.moves), config: a.config, install: a.install };
+    let e = rebalance::ExpandRequest {
+        rebalance: request(&a.name, &a.moves),
+        config: a.config,
+        install: a.install,
+        no_rebalance: a.no_rebalance,
+    };
     let rep = rebalance::expand(env, &e).await?;
     print_report(&rep, fmt);
     Ok(0)
@@ -44,6 +49,12 @@ pub async fn expand(env: Env<'_>, fmt: OutputFormat, a: ExpandArgs) -> Result<u8
 
 pub async fn shrink(env: Env<'_>, fmt: OutputFormat, a: ShrinkArgs) -> Result<u8, OpError> {
     let rep = rebalance::shrink(env, &request(&a.name, &a.moves), &a.drain, a.yes).await?;
+    print_report(&rep, fmt);
+    Ok(0)
+}
+
+pub async fn move_one(env: Env<'_>, fmt: OutputFormat, a: crate::args::MoveOneArgs) -> Result<u8, OpError> {
+    let rep = rebalance::move_one(env, &request(&a.name, &a.moves), a.shard, &a.to).await?;
     print_report(&rep, fmt);
     Ok(0)
 }
@@ -58,6 +69,9 @@ fn print_report(r: &Report, fmt: OutputFormat) {
     if fmt == OutputFormat::Json {
         println!("{}", serde_json::to_string(r).unwrap_or_default());
         return;
+    }
+    if r.planned.is_empty() && r.moves.is_empty() {
+        println!("{}: nothing to move: the shards are balanced", r.cluster);
     }
     if !r.planned.is_empty() {
         let mut t = Table::new();

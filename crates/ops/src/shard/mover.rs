@@ -117,6 +117,7 @@ async fn set_state(coord: &Db, id: i64, state: &str) -> Result<(), OpError> {
 
 /// Run (or finish) one move.
 pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> Result<Figures, OpError> {
+    exec::failpoint("move:registered");
     let coord = sh.coord_db(o.timeout).await?;
     let tables = catalog::table_names(&coord).await?;
     let name = move_name(mv.shard, &mv.dst);
@@ -137,6 +138,7 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
             // Switched (perhaps by a run that died before recording it).
             f.resumed = f.attempts == 0;
             cleanup(sh, &src, &dst, &tables, &mv, o).await?;
+            exec::failpoint("move:cleaned");
             finish(&coord, &mv, &f).await?;
             env.ui.meter(&Meter { key: &key, phase: "done", done: 1, total: 1, detail: "", finished: true });
             return Ok(f);
@@ -169,6 +171,7 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
                     &[&mv.id, &sp, &dp],
                 )
                 .await?;
+            exec::failpoint("move:set-up");
             mv.state = "copying".into();
             mv.src_primary = Some(sp.clone());
             mv.dst_primary = Some(dp.clone());
@@ -186,9 +189,11 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
             }
             Err(Stop::Fail(e)) => return Err(changed_primary(sh, &mv, e).await),
         }
+        exec::failpoint("move:caught-up");
         env.ui.meter(&Meter { key: &key, phase: "cut-over", done: 1, total: 1, detail: "", finished: false });
         match cut_over(sh, &src, &dst, &tables, &mv, o, &mut f).await {
             Ok(true) => {
+                exec::failpoint("move:switched");
                 mv.state = "switched".into();
                 continue; // cleanup through the placement check above
             }
@@ -338,13 +343,16 @@ async fn drop_source(s: &Db, name: &str, o: &Opts) -> Result<(), OpError> {
     s.exec("drop the publication", &sql::drop_source_side(name)).await?;
     let until = Instant::now() + o.timeout;
     loop {
+        s.exec(
+            "drop the slot",
+            &format!(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {} AND NOT active",
+                plan::sql::literal(name)
+            ),
+        )
+        .await?;
         let left: i64 = s
-            .one(
-                "drop the slot",
-                "SELECT count(*) FROM (SELECT CASE WHEN active THEN NULL ELSE pg_drop_replication_slot(slot_name) END AS d, active \
-                 FROM pg_replication_slots WHERE slot_name = $1) x WHERE active",
-                &[&name],
-            )
+            .one("look for the slot", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", &[&name])
             .await?
             .get(0);
         if left == 0 {
@@ -530,6 +538,7 @@ async fn cut_over(
             continue;
         }
         let locked = t0.elapsed();
+        exec::failpoint("move:locked");
         let budget = o.max_pause.saturating_sub(margin);
         let caught_up = async {
             s.modify("write the marker", "INSERT INTO pgscale.marker (id) VALUES ($1)", &[&id]).await?;
@@ -559,6 +568,7 @@ async fn cut_over(
             }
         };
         let marker_at = t0.elapsed();
+        exec::failpoint("move:marker-seen");
         if !seen {
             c.exec("roll back", "ROLLBACK").await?;
             f.max_rolled_back_pause_ms = f.max_rolled_back_pause_ms.max(ms(t0.elapsed()));

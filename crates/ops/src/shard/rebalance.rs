@@ -237,6 +237,8 @@ pub struct ExpandRequest {
     /// The file with the `data:` groups to add.
     pub config: PathBuf,
     pub install: bool,
+    /// Add the groups only; move shards later with `rebalance`.
+    pub no_rebalance: bool,
 }
 
 /// expand: create the new data groups (hosts checked and made ready as
@@ -334,7 +336,52 @@ pub async fn expand(env: Env<'_>, e: &ExpandRequest) -> Result<Report, OpError> 
     groups::refresh_peers(env, &all, r.moves.timeout).await?;
     let sh = Sharded::open(env.stores, &r.name).await?;
     super::init::setup(&sh, r.moves.timeout).await?;
+    if e.no_rebalance {
+        env.ui.say(&format!("groups added; move shards onto them with `pgscale rebalance -n {}`", sh.name));
+        return Ok(Report { cluster: sh.name.clone(), ..Default::default() });
+    }
     run(env, &sh, r).await
+}
+
+/// move: one shard to a group (an unfinished move of that shard is
+/// finished instead, wherever it was going).
+pub async fn move_one(env: Env<'_>, r: &Request, shard: u32, to: &str) -> Result<Report, OpError> {
+    let start = std::time::Instant::now();
+    let sh = Sharded::open(env.stores, &r.name).await?;
+    sh.group(to)?;
+    let coord = sh.coord_db(r.moves.timeout).await?;
+    let placement = catalog::placement(&coord).await?;
+    let Some(from) = placement.get(&shard).cloned() else {
+        return Err(invalid(format!("{} has shards 0 to {}; there is no shard {shard}", sh.name, sh.shards - 1)));
+    };
+    let unfinished = catalog::moves(&coord, true).await?.into_iter().find(|m| m.shard == shard);
+    if from == to && unfinished.is_none() {
+        return Ok(Report { cluster: sh.name.clone(), ..Default::default() });
+    }
+    if catalog::groups(&coord).await?.iter().any(|(g, d)| g == to && *d) {
+        return Err(refused(format!("group {to} is draining: it takes no shards")));
+    }
+    let tables = catalog::table_names(&coord).await?;
+    let sizes = catalog::shard_sizes(&sh, &placement, &tables, r.moves.timeout).await;
+    let mv = Move { shard, from: from.clone(), to: to.to_string(), bytes: sizes.get(&shard).copied().unwrap_or(0) };
+    let mut report = Report { cluster: sh.name.clone(), rate_mb_per_s: measured_rate(&coord).await?, ..Default::default() };
+    if r.dry_run {
+        report.eta_secs = mv.bytes as f64 / 1e6 / report.rate_mb_per_s;
+        report.planned.push(mv);
+        return Ok(report);
+    }
+    let _lock = ShardLock::take(&sh, "move", r.moves.timeout).await?;
+    if unfinished.is_none() {
+        disk_room(&sh, std::slice::from_ref(&mv), r).await?;
+    }
+    let rows: Option<Vec<MoveRow>> = unfinished.map(|u| vec![u]);
+    let ms: Vec<Move> = match &rows {
+        Some(u) => vec![Move { shard, from: u[0].src.clone(), to: u[0].dst.clone(), bytes: mv.bytes }],
+        None => vec![mv],
+    };
+    run_waves(env, &sh, &coord, &ms, rows.as_deref(), r, &mut report).await?;
+    report.elapsed_secs = start.elapsed().as_secs_f64();
+    Ok(report)
 }
 
 /// shrink: move every shard off `group`, then drop its foreign server and

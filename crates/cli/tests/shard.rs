@@ -1,0 +1,287 @@
+//! Sharded clusters against real servers on 127.0.0.x: a coordinator and
+//! data groups (each a primary and a synchronous standby), a sharded table
+//! written through the coordinator by INSERT/UPDATE/DELETE writers whose
+//! every change is audited; expand, rebalance and shrink under that load;
+//! pgscale killed after every step of a move; a failover of the source
+//! group mid-move; the refusals (no primary key, DDL during a move, a
+//! target without room). After each step: every acknowledged change is
+//! there exactly once, every shard routed to exactly one group, nothing
+//! left behind.
+
+use serde_json::Value;
+use std::time::Duration;
+use testkit::shardload::{Ledger, Load, LoadSpec, AUDIT, TABLE};
+use testkit::{free_port, Kit};
+
+fn kit() -> Kit {
+    Kit::new(env!("CARGO_BIN_EXE_pgscale"))
+}
+
+fn ok(o: std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A node: (name, address, port).
+type N = (String, String, u16);
+
+fn nodes_yaml(k: &Kit, nodes: &[N], indent: &str) -> String {
+    let mut y = String::new();
+    for (i, (n, h, p)) in nodes.iter().enumerate() {
+        y += &format!("{indent}- name: {n}\n{indent}  host: {h}\n{indent}  port: {p}\n{indent}  data_dir: {}\n", k.path(n).display());
+        if i > 0 {
+            y += &format!("{indent}  sync: sync\n");
+        }
+    }
+    y
+}
+
+fn group_nodes(g: &str, a: u8) -> Vec<N> {
+    [format!("{g}a"), format!("{g}b")]
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let h = format!("127.0.{a}.{}", i + 1);
+            let p = free_port(&h);
+            (n, h, p)
+        })
+        .collect()
+}
+
+struct Bed {
+    k: Kit,
+    name: String,
+    coord: Vec<N>,
+}
+
+impl Bed {
+    fn new(name: &str, net: u8, groups: &[&str]) -> Bed {
+        let k = kit();
+        let coord = group_nodes(&format!("{name}c"), net);
+        let mut y = format!("name: {name}\nshards: 8\ncoordinator:\n  nodes:\n{}data:\n", nodes_yaml(&k, &coord, "    "));
+        for (i, g) in groups.iter().enumerate() {
+            y += &format!("  - name: {g}\n    nodes:\n{}", nodes_yaml(&k, &group_nodes(&format!("{name}{g}"), net + 1 + i as u8), "      "));
+        }
+        let f = k.write("sharded.yaml", &y);
+        let out = ok(k.cmd().args(["init", "-c"]).arg(&f).output().unwrap());
+        let _ = out;
+        let b = Bed { k, name: name.into(), coord };
+        b.pgscale(&["table", "create", "-n", name, "--table", "orders", "--key", "cid", "--", TABLE]);
+        b.psql_coord(AUDIT);
+        b
+    }
+
+    fn pgscale(&self, args: &[&str]) -> String {
+        ok(self.k.cmd().args(args).output().unwrap())
+    }
+
+    fn psql_coord(&self, sql: &str) -> String {
+        self.pgscale(&["psql", "-n", &self.name, "--", "-Atc", sql])
+    }
+
+    fn psql(&self, cluster: &str, sql: &str) -> String {
+        self.pgscale(&["psql", "-n", cluster, "--", "-Atc", sql]).trim().to_string()
+    }
+
+    fn password(&self) -> String {
+        testkit::admin_password(&self.k.home(), &self.name)
+    }
+
+    fn load(&self, ledger: Ledger) -> Load {
+        let (_, h, p) = &self.coord[0];
+        let spec = LoadSpec {
+            host: h.clone(),
+            port: *p,
+            password: self.password(),
+            writers: 4,
+            every: Duration::from_millis(5),
+            max_ops: 100_000,
+            pad: 50,
+        };
+        Load::start(spec, ledger)
+    }
+
+    fn shards(&self) -> Value {
+        serde_json::from_str(&self.pgscale(&["shards", "-n", &self.name, "--output", "json"])).unwrap()
+    }
+
+    fn holder(&self, shard: u64) -> String {
+        let s = self.shards();
+        s["shards"].as_array().unwrap().iter().find(|x| x["shard"] == shard).unwrap()["group"].as_str().unwrap().to_string()
+    }
+
+    fn counts(&self) -> Vec<(String, u64)> {
+        let s = self.shards();
+        s["groups"].as_array().unwrap().iter().map(|g| (g["group"].as_str().unwrap().to_string(), g["shards"].as_u64().unwrap())).collect()
+    }
+
+    /// Every acknowledged change exactly once (the audit against the data),
+    /// read through the coordinator.
+    fn verify(&self, ledger: &Ledger) {
+        let (_, h, p) = &self.coord[0];
+        let pw = self.password();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let v = rt.block_on(async {
+            let mut c = tokio_postgres::Config::new();
+            c.host(h).port(*p).user("postgres").password(&pw).dbname("postgres");
+            let (cl, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            ledger.verify(&cl).await
+        });
+        let v = v.unwrap_or_else(|e| panic!("{e}"));
+        assert!(v.acked > 0 && v.rows > 0, "{v:?}");
+        eprintln!("verified: {v:?}");
+    }
+
+    /// check is clean: every shard routed to exactly one group (the one the
+    /// catalog names), no publication, subscription, slot or shard copy left
+    /// over; and, asked directly, no move object on any group.
+    fn assert_clean(&self) {
+        let out = self.k.cmd().args(["check", "-n", &self.name]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "check: {text}{}", String::from_utf8_lossy(&out.stderr));
+        for (g, _) in self.counts() {
+            let c = format!("{}_{g}", self.name);
+            let left = self.psql(
+                &c,
+                "SELECT (SELECT count(*) FROM pg_publication WHERE pubname LIKE 'pgscale_mv_%') + \
+                 (SELECT count(*) FROM pg_subscription WHERE subname LIKE 'pgscale_mv_%') + \
+                 (SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pgscale_mv_%')",
+            );
+            assert_eq!(left, "0", "move objects left on {g}");
+        }
+        let shards = self.shards();
+        assert_eq!(shards["moves"].as_array().unwrap().len(), 0, "{shards}");
+        let total: u64 = self.counts().iter().map(|(_, n)| n).sum();
+        assert_eq!(total, 8, "{shards}");
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        // The kit stops every server by PID; nothing else to do.
+    }
+}
+
+#[test]
+fn expand_rebalance_shrink_under_load_lose_nothing() {
+    let b = Bed::new("shp", 40, &["dg1", "dg2"]);
+    assert_eq!(b.counts(), vec![("dg1".into(), 4), ("dg2".into(), 4)]);
+    // A table without a primary key is refused with the reason.
+    let o = b.k.cmd().args(["table", "create", "-n", "shp", "--table", "nopk", "--key", "cid", "--", "CREATE TABLE nopk (cid bigint)"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no primary key"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let load = b.load(Ledger::default());
+    std::thread::sleep(Duration::from_secs(1));
+    // Expand: a third group, added only.
+    let add = format!("data:\n  - name: dg3\n    nodes:\n{}", nodes_yaml(&b.k, &group_nodes("shpdg3", 43), "      "));
+    let f = b.k.write("add.yaml", &add);
+    b.pgscale(&["expand", "-n", "shp", "-c", f.to_str().unwrap(), "--no-rebalance"]);
+    assert!(b.counts().contains(&("dg3".into(), 0)), "{:?}", b.counts());
+    let ledger = load.finish();
+    b.verify(&ledger);
+    b.assert_clean();
+
+    // A target without room is refused before anything is copied.
+    let load = b.load(ledger);
+    let o = b.k.cmd().args(["rebalance", "-n", "shp", "--min-free", "1000000GB"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not enough disk"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(b.shards()["moves"].as_array().unwrap().len(), 0);
+    assert_eq!(b.psql("shp_dg3", "SELECT count(*) FROM pg_subscription"), "0");
+
+    // DDL during a move is refused: a move left half-way by a killed pgscale.
+    let o = b.k.cmd().env("PGSCALE_FAILPOINT", "move:set-up").args(["move", "-n", "shp", "--shard", "0", "--to", "dg3"]).output().unwrap();
+    assert!(!o.status.success());
+    let o = b.k.cmd().args(["ddl", "-n", "shp", "-c", "ALTER TABLE orders ADD COLUMN note text"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refused while shard moves are unfinished"));
+
+    // Rebalance: the unfinished move first, then the balance (3/3/2).
+    let out = b.pgscale(&["rebalance", "-n", "shp", "--output", "json"]);
+    let rep: Value = serde_json::from_str(&out).unwrap();
+    let moves = rep["moves"].as_array().unwrap();
+    assert!(moves.len() >= 2, "{rep}");
+    for m in moves {
+        assert!(m["pause_ms"].as_f64().unwrap() < 1000.0, "the pause cap holds: {m}");
+        assert_eq!(m["to"], "dg3");
+    }
+    let mut c: Vec<u64> = b.counts().iter().map(|(_, n)| *n).collect();
+    c.sort();
+    assert_eq!(c, vec![2, 3, 3]);
+    let ledger = load.finish();
+    b.verify(&ledger);
+    b.assert_clean();
+
+    // DDL after the moves: on the coordinator and every shard.
+    b.pgscale(&["ddl", "-n", "shp", "-c", "ALTER TABLE orders ADD COLUMN note text"]);
+    assert_eq!(b.psql_coord("SELECT count(note) FROM orders").trim(), "0");
+    let s0 = b.holder(0);
+    assert_eq!(b.psql(&format!("shp_{s0}"), "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'pgscale_shards' AND table_name = 'orders_0' AND column_name = 'note'"), "1");
+
+    // Shrink back to two groups under load.
+    let load = b.load(ledger);
+    b.pgscale(&["shrink", "-n", "shp", "--drain", "dg1", "--yes"]);
+    let c = b.counts();
+    assert_eq!(c.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>(), ["dg2", "dg3"], "{c:?}");
+    assert_eq!(c.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [4, 4]);
+    let o = b.k.cmd().args(["status", "-n", "shp_dg1"]).output().unwrap();
+    assert!(!o.status.success(), "the drained group's cluster is gone");
+    let ledger = load.finish();
+    b.verify(&ledger);
+    b.assert_clean();
+    b.pgscale(&["destroy", "-n", "shp", "--yes"]);
+    assert!(!b.k.path("shpdg2a").join("PG_VERSION").exists());
+}
+
+#[test]
+fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun() {
+    let b = Bed::new("shk", 50, &["dg1", "dg2"]);
+    let mut ledger = Ledger::default();
+    let steps = ["move:registered", "move:set-up", "move:caught-up", "move:locked", "move:marker-seen", "move:switched", "move:cleaned"];
+    for (i, fp) in steps.iter().enumerate() {
+        let load = b.load(ledger);
+        let shard = i as u64;
+        let from = b.holder(shard);
+        let to = if from == "dg1" { "dg2" } else { "dg1" };
+        let s = shard.to_string();
+        let o = b.k.cmd().env("PGSCALE_FAILPOINT", fp).args(["move", "-n", "shk", "--shard", &s, "--to", to]).output().unwrap();
+        assert!(!o.status.success(), "{fp}: pgscale was to die: {}", String::from_utf8_lossy(&o.stderr));
+        // Re-run: the same command, or resume.
+        if i % 2 == 0 {
+            b.pgscale(&["move", "-n", "shk", "--shard", &s, "--to", to]);
+        } else {
+            b.pgscale(&["resume", "-n", "shk"]);
+        }
+        assert_eq!(b.holder(shard), to, "after {fp}");
+        ledger = load.finish();
+        b.verify(&ledger);
+        b.assert_clean();
+    }
+
+    // The source group's primary fails over while a move is under way.
+    let load = b.load(ledger);
+    let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
+    let s = shard.to_string();
+    let o = b.k.cmd().env("PGSCALE_FAILPOINT", "move:set-up").args(["move", "-n", "shk", "--shard", &s, "--to", "dg2"]).output().unwrap();
+    assert!(!o.status.success());
+    let pid = testkit::postmaster_pid(&b.k.path("shkdg1a")).expect("dg1a runs");
+    testkit::kill_server(pid);
+    b.pgscale(&["failover", "-n", "shk_dg1", "--yes"]);
+    let out = b.k.cmd().args(["move", "-n", "shk", "--shard", &s, "--to", "dg2"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("primary changed"), "the move noticed the failover and started over: {err}");
+    assert_eq!(b.holder(shard), "dg2");
+    let ledger = load.finish();
+    b.verify(&ledger);
+    b.pgscale(&["rejoin", "-n", "shk_dg1", "--node", "shkdg1a", "--yes"]);
+    b.assert_clean();
+}
