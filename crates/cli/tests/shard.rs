@@ -34,7 +34,10 @@ type N = (String, String, u16);
 fn nodes_yaml(k: &Kit, nodes: &[N], indent: &str) -> String {
     let mut y = String::new();
     for (i, (n, h, p)) in nodes.iter().enumerate() {
-        y += &format!("{indent}- name: {n}\n{indent}  host: {h}\n{indent}  port: {p}\n{indent}  data_dir: {}\n", k.path(n).display());
+        y += &format!(
+            "{indent}- name: {n}\n{indent}  host: {h}\n{indent}  port: {p}\n{indent}  data_dir: {}\n",
+            k.path(n).display()
+        );
         if i > 0 {
             y += &format!("{indent}  sync: sync\n");
         }
@@ -64,9 +67,13 @@ impl Bed {
     fn new(name: &str, net: u8, groups: &[&str]) -> Bed {
         let k = kit();
         let coord = group_nodes(&format!("{name}c"), net);
-        let mut y = format!("name: {name}\nshards: 8\ncoordinator:\n  nodes:\n{}data:\n", nodes_yaml(&k, &coord, "    "));
+        let mut y =
+            format!("name: {name}\nshards: 8\ncoordinator:\n  nodes:\n{}data:\n", nodes_yaml(&k, &coord, "    "));
         for (i, g) in groups.iter().enumerate() {
-            y += &format!("  - name: {g}\n    nodes:\n{}", nodes_yaml(&k, &group_nodes(&format!("{name}{g}"), net + 1 + i as u8), "      "));
+            y += &format!(
+                "  - name: {g}\n    nodes:\n{}",
+                nodes_yaml(&k, &group_nodes(&format!("{name}{g}"), net + 1 + i as u8), "      ")
+            );
         }
         let f = k.write("sharded.yaml", &y);
         let out = ok(k.cmd().args(["init", "-c"]).arg(&f).output().unwrap());
@@ -113,12 +120,20 @@ impl Bed {
 
     fn holder(&self, shard: u64) -> String {
         let s = self.shards();
-        s["shards"].as_array().unwrap().iter().find(|x| x["shard"] == shard).unwrap()["group"].as_str().unwrap().to_string()
+        s["shards"].as_array().unwrap().iter().find(|x| x["shard"] == shard).unwrap()["group"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn counts(&self) -> Vec<(String, u64)> {
         let s = self.shards();
-        s["groups"].as_array().unwrap().iter().map(|g| (g["group"].as_str().unwrap().to_string(), g["shards"].as_u64().unwrap())).collect()
+        s["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["group"].as_str().unwrap().to_string(), g["shards"].as_u64().unwrap()))
+            .collect()
     }
 
     /// Every acknowledged change exactly once (the audit against the data),
@@ -174,7 +189,22 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
     let b = Bed::new("shp", 40, &["dg1", "dg2"]);
     assert_eq!(b.counts(), vec![("dg1".into(), 4), ("dg2".into(), 4)]);
     // A table without a primary key is refused with the reason.
-    let o = b.k.cmd().args(["table", "create", "-n", "shp", "--table", "nopk", "--key", "cid", "--", "CREATE TABLE nopk (cid bigint)"]).output().unwrap();
+    let o =
+        b.k.cmd()
+            .args([
+                "table",
+                "create",
+                "-n",
+                "shp",
+                "--table",
+                "nopk",
+                "--key",
+                "cid",
+                "--",
+                "CREATE TABLE nopk (cid bigint)",
+            ])
+            .output()
+            .unwrap();
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no primary key"), "{}", String::from_utf8_lossy(&o.stderr));
 
@@ -198,7 +228,12 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
     assert_eq!(b.psql("shp_dg3", "SELECT count(*) FROM pg_subscription"), "0");
 
     // DDL during a move is refused: a move left half-way by a killed pgscale.
-    let o = b.k.cmd().env("PGSCALE_FAILPOINT", "move:set-up").args(["move", "-n", "shp", "--shard", "0", "--to", "dg3"]).output().unwrap();
+    let o =
+        b.k.cmd()
+            .env("PGSCALE_FAILPOINT", "move:set-up")
+            .args(["move", "-n", "shp", "--shard", "0", "--to", "dg3"])
+            .output()
+            .unwrap();
     assert!(!o.status.success());
     let o = b.k.cmd().args(["ddl", "-n", "shp", "-c", "ALTER TABLE orders ADD COLUMN note text"]).output().unwrap();
     assert_eq!(o.status.code(), Some(3));
@@ -245,14 +280,27 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
 fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun() {
     let b = Bed::new("shk", 50, &["dg1", "dg2"]);
     let mut ledger = Ledger::default();
-    let steps = ["move:registered", "move:set-up", "move:caught-up", "move:locked", "move:marker-seen", "move:switched", "move:cleaned"];
+    let steps = [
+        "move:registered",
+        "move:set-up",
+        "move:caught-up",
+        "move:locked",
+        "move:marker-seen",
+        "move:switched",
+        "move:cleaned",
+    ];
     for (i, fp) in steps.iter().enumerate() {
         let load = b.load(ledger);
         let shard = i as u64;
         let from = b.holder(shard);
         let to = if from == "dg1" { "dg2" } else { "dg1" };
         let s = shard.to_string();
-        let o = b.k.cmd().env("PGSCALE_FAILPOINT", fp).args(["move", "-n", "shk", "--shard", &s, "--to", to]).output().unwrap();
+        let o =
+            b.k.cmd()
+                .env("PGSCALE_FAILPOINT", fp)
+                .args(["move", "-n", "shk", "--shard", &s, "--to", to])
+                .output()
+                .unwrap();
         assert!(!o.status.success(), "{fp}: pgscale was to die: {}", String::from_utf8_lossy(&o.stderr));
         // Re-run: the same command, or resume.
         if i % 2 == 0 {
@@ -270,7 +318,12 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
     let load = b.load(ledger);
     let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
     let s = shard.to_string();
-    let o = b.k.cmd().env("PGSCALE_FAILPOINT", "move:set-up").args(["move", "-n", "shk", "--shard", &s, "--to", "dg2"]).output().unwrap();
+    let o =
+        b.k.cmd()
+            .env("PGSCALE_FAILPOINT", "move:set-up")
+            .args(["move", "-n", "shk", "--shard", &s, "--to", "dg2"])
+            .output()
+            .unwrap();
     assert!(!o.status.success());
     let pid = testkit::postmaster_pid(&b.k.path("shkdg1a")).expect("dg1a runs");
     testkit::kill_server(pid);

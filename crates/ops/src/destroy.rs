@@ -23,12 +23,21 @@ pub async fn run(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     let inv = store.load(&r.name).await?;
     match inv.sharding.clone() {
         Some(s) if s.is_coordinator() => {
-            need_answer_or_yes(env.ui, r.yes, r.dry_run, &format!("destroy removes sharded cluster {} and its data", r.name))?;
+            need_answer_or_yes(
+                env.ui,
+                r.yes,
+                r.dry_run,
+                &format!("destroy removes sharded cluster {} and its data", r.name),
+            )?;
             if !r.yes
                 && !r.dry_run
                 && !env.ui.confirm(
                     None,
-                    &format!("This destroys sharded cluster {}: the coordinator and data groups {}.", r.name, s.groups.join(", ")),
+                    &format!(
+                        "This destroys sharded cluster {}: the coordinator and data groups {}.",
+                        r.name,
+                        s.groups.join(", ")
+                    ),
                     &r.name,
                 )?
             {

@@ -253,14 +253,7 @@ fn promote_steps(p: &mut Plan, desired: &Inventory, new: &NodeSpec, opts: &HaOpt
         Action::Promote { timeout_secs: opts.promote_secs },
         format!("{n} becomes the primary"),
     );
-    p.push_in(
-        0,
-        n,
-        n,
-        "retry-reset",
-        Action::Sql { sql: reset },
-        "back to the cluster's setting",
-    );
+    p.push_in(0, n, n, "retry-reset", Action::Sql { sql: reset }, "back to the cluster's setting");
     p.push_in(0, n, n, "retry-reset-reload", Action::Reload, "apply it");
 }
 

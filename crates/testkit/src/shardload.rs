@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 /// The table and audit the load uses (run once on the coordinator; the
 /// sharded table through `pgscale table create`).
-pub const TABLE: &str = "CREATE TABLE orders (cid bigint NOT NULL, id bigint NOT NULL, v int NOT NULL, pad text, PRIMARY KEY (cid, id))";
+pub const TABLE: &str =
+    "CREATE TABLE orders (cid bigint NOT NULL, id bigint NOT NULL, v int NOT NULL, pad text, PRIMARY KEY (cid, id))";
 pub const AUDIT: &str = "CREATE TABLE audit (seq bigserial PRIMARY KEY, op_id bigint NOT NULL UNIQUE, op text NOT NULL, cid bigint NOT NULL, id bigint NOT NULL, v int)";
 
 /// A row's key.
@@ -212,8 +213,11 @@ async fn run_op(c: &mut tokio_postgres::Client, op: &Op, op_id: i64, pad: &str) 
             (tx.execute("DELETE FROM orders WHERE cid = $1 AND id = $2", &[&k.0, &k.1]).await?, "delete", k, None)
         }
     };
-    tx.execute("INSERT INTO audit (op_id, op, cid, id, v) VALUES ($1, $2, $3, $4, $5)", &[&op_id, &kind, &k.0, &k.1, &v])
-        .await?;
+    tx.execute(
+        "INSERT INTO audit (op_id, op, cid, id, v) VALUES ($1, $2, $3, $4, $5)",
+        &[&op_id, &kind, &k.0, &k.1, &v],
+    )
+    .await?;
     tx.commit().await?;
     Ok(n)
 }
@@ -246,7 +250,8 @@ impl Ledger {
         let mut replay: BTreeMap<Key, Option<i32>> = BTreeMap::new();
         let mut seen_ops: BTreeSet<i64> = BTreeSet::new();
         for r in &audit {
-            let (op_id, op, k, v): (i64, String, Key, Option<i32>) = (r.get(0), r.get(1), (r.get(2), r.get(3)), r.get(4));
+            let (op_id, op, k, v): (i64, String, Key, Option<i32>) =
+                (r.get(0), r.get(1), (r.get(2), r.get(3)), r.get(4));
             if !seen_ops.insert(op_id) {
                 return Err(format!("op {op_id} is in the audit twice"));
             }

@@ -175,6 +175,8 @@ impl ShardLock {
                 sh.name
             )));
         }
+        // The catalog as this version of pgscale has it (idempotent).
+        db.exec("bring the catalog up to date", &plan::shard::sql::coordinator_catalog()).await?;
         Ok(ShardLock { db })
     }
 }

@@ -364,7 +364,8 @@ pub async fn move_one(env: Env<'_>, r: &Request, shard: u32, to: &str) -> Result
     let tables = catalog::table_names(&coord).await?;
     let sizes = catalog::shard_sizes(&sh, &placement, &tables, r.moves.timeout).await;
     let mv = Move { shard, from: from.clone(), to: to.to_string(), bytes: sizes.get(&shard).copied().unwrap_or(0) };
-    let mut report = Report { cluster: sh.name.clone(), rate_mb_per_s: measured_rate(&coord).await?, ..Default::default() };
+    let mut report =
+        Report { cluster: sh.name.clone(), rate_mb_per_s: measured_rate(&coord).await?, ..Default::default() };
     if r.dry_run {
         report.eta_secs = mv.bytes as f64 / 1e6 / report.rate_mb_per_s;
         report.planned.push(mv);

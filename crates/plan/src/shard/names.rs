@@ -101,11 +101,6 @@ pub fn move_name(shard: u32, dst: &str) -> String {
 /// Prefix of every move object: a leftover one is a `check` finding.
 pub const MOVE_PREFIX: &str = "pgscale_mv_";
 
-/// A marker row's id: unique per move and cut-over attempt.
-pub fn marker_id(move_id: i64, attempt: u32) -> i64 {
-    move_id * 10_000 + i64::from(attempt % 10_000)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +113,5 @@ mod tests {
         let longest = foreign_leaf(&"a".repeat(MAX_TABLE), 1023, &"g".repeat(26));
         assert!(longest.len() - SHARD_SCHEMA.len() - 1 <= 63, "{longest}");
         assert_eq!(move_name(7, "dg3"), "pgscale_mv_7_dg3");
-        assert_ne!(marker_id(1, 2), marker_id(2, 1));
     }
 }

@@ -26,7 +26,8 @@ pub fn coordinator_catalog() -> String {
          CREATE TABLE IF NOT EXISTS {c}.moves (id bigserial PRIMARY KEY, shard int NOT NULL, src text NOT NULL, dst text NOT NULL, \
          state text NOT NULL DEFAULT 'started', src_primary text, dst_primary text, redos int NOT NULL DEFAULT 0, \
          started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz, figures jsonb);\n\
-         CREATE UNIQUE INDEX IF NOT EXISTS moves_one_per_shard ON {c}.moves (shard) WHERE state <> 'done';\n",
+         CREATE UNIQUE INDEX IF NOT EXISTS moves_one_per_shard ON {c}.moves (shard) WHERE state <> 'done';\n\
+         CREATE SEQUENCE IF NOT EXISTS {c}.marker_ids;\n",
         c = CATALOG_SCHEMA,
         s = SHARD_SCHEMA
     )
