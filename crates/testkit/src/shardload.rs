@@ -159,37 +159,42 @@ async fn writer(w: usize, spec: LoadSpec, stop: Arc<AtomicBool>, ledger: Arc<Mut
         let c = client.as_mut().expect("connected");
         let started = Instant::now();
         let res = tokio::time::timeout(Duration::from_secs(10), run_op(c, &op, op_id, &pad)).await;
-        let mut l = ledger.lock().unwrap();
-        let key = match &op {
-            Op::Insert(k, _) | Op::Update(k, _) | Op::Delete(k) => *k,
-        };
-        match res {
-            Ok(Ok(touched)) => {
-                l.latencies.push((Instant::now(), started.elapsed()));
-                if touched != 1 {
-                    l.anomalies.push(format!("op {op_id} on {key:?} touched {touched} rows"));
-                }
-                l.acked.insert(op_id);
-                match op {
-                    Op::Insert(k, v) | Op::Update(k, v) => {
-                        l.rows.insert(k, Some(v));
+        let mut drop_client = false;
+        {
+            let mut l = ledger.lock().unwrap();
+            let key = match &op {
+                Op::Insert(k, _) | Op::Update(k, _) | Op::Delete(k) => *k,
+            };
+            match res {
+                Ok(Ok(touched)) => {
+                    l.latencies.push((Instant::now(), started.elapsed()));
+                    if touched != 1 {
+                        l.anomalies.push(format!("op {op_id} on {key:?} touched {touched} rows"));
                     }
-                    Op::Delete(k) => {
-                        l.rows.insert(k, None);
+                    l.acked.insert(op_id);
+                    match op {
+                        Op::Insert(k, v) | Op::Update(k, v) => {
+                            l.rows.insert(k, Some(v));
+                        }
+                        Op::Delete(k) => {
+                            l.rows.insert(k, None);
+                        }
                     }
                 }
-            }
-            other => {
-                // No answer, or an error that may have come after the data
-                // group committed: the outcome is unknown.
-                l.unknown_ops.insert(op_id);
-                l.uncertain.insert(key);
-                if !matches!(other, Ok(Err(_))) || c.is_closed() {
-                    client = None;
+                other => {
+                    // No answer, or an error that may have come after the data
+                    // group committed: the outcome is unknown.
+                    l.unknown_ops.insert(op_id);
+                    l.uncertain.insert(key);
+                    if !matches!(other, Ok(Err(_))) || c.is_closed() {
+                        drop_client = true;
+                    }
                 }
             }
         }
-        drop(l);
+        if drop_client {
+            client = None;
+        }
         tokio::time::sleep(spec.every).await;
     }
 }

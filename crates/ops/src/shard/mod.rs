@@ -140,7 +140,7 @@ pub(crate) fn not_sharded(name: &str, inv: &Inventory) -> String {
 }
 
 /// Session-wide advisory lock key of shard work (moves, DDL) on the coordinator.
-pub const SHARD_LOCK: i64 = 0x7067_7363_616c_65; // "pgscale"
+pub const SHARD_LOCK: i64 = 0x0070_6773_6361_6c65; // "pgscale"
 
 /// Held while a command moves shards or changes DDL: a session on the
 /// coordinator holding `pg_try_advisory_lock`. It ends with the session,
