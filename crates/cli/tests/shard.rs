@@ -65,10 +65,16 @@ struct Bed {
 
 impl Bed {
     fn new(name: &str, net: u8, groups: &[&str]) -> Bed {
+        Bed::with_shards(name, net, groups, 8)
+    }
+
+    fn with_shards(name: &str, net: u8, groups: &[&str], shards: u32) -> Bed {
         let k = kit();
         let coord = group_nodes(&format!("{name}c"), net);
-        let mut y =
-            format!("name: {name}\nshards: 8\ncoordinator:\n  nodes:\n{}data:\n", nodes_yaml(&k, &coord, "    "));
+        let mut y = format!(
+            "name: {name}\nshards: {shards}\ncoordinator:\n  nodes:\n{}data:\n",
+            nodes_yaml(&k, &coord, "    ")
+        );
         for (i, g) in groups.iter().enumerate() {
             y += &format!(
                 "  - name: {g}\n    nodes:\n{}",
@@ -174,7 +180,7 @@ impl Bed {
         let shards = self.shards();
         assert_eq!(shards["moves"].as_array().unwrap().len(), 0, "{shards}");
         let total: u64 = self.counts().iter().map(|(_, n)| n).sum();
-        assert_eq!(total, 8, "{shards}");
+        assert_eq!(total, shards["shards"].as_array().unwrap().len() as u64, "{shards}");
     }
 }
 
@@ -337,4 +343,198 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
     b.verify(&ledger);
     b.pgscale(&["rejoin", "-n", "shk_dg1", "--node", "shkdg1a", "--yes"]);
     b.assert_clean();
+}
+
+/// The figures of bench/expand.sh (ignored: run by the benchmark, release
+/// build). A coordinator and two data groups holding PGSCALE_BENCH_MB of
+/// rows in 64 shards, a write load through the coordinator; then a third
+/// group added and the shards moved onto it. Measured in the same run: the
+/// write pause of every move (server side, and the worst latency a writer
+/// saw), each sampled move's copy rate against a bare `COPY TO STDOUT |
+/// COPY FROM STDIN` of the same shard between the same nodes, rows lost or
+/// duplicated (the audit), and the whole expand against a pg_basebackup of
+/// one data node (the first step of AntDB's way). Markdown goes to
+/// PGSCALE_BENCH_OUT.
+#[test]
+#[ignore]
+fn expand_figures() {
+    let mb: u64 = std::env::var("PGSCALE_BENCH_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let out = std::env::var("PGSCALE_BENCH_OUT").expect("PGSCALE_BENCH_OUT: where the Markdown goes");
+    let b = Bed::with_shards("bex", 60, &["dg1", "dg2"], 64);
+    // Bulk rows through the coordinator, batched by postgres_fdw.
+    for g in ["dg1", "dg2"] {
+        b.psql_coord(&format!("ALTER SERVER pgscale_{g} OPTIONS (ADD batch_size '1000')"));
+    }
+    let rows = mb * 1_000_000 / 230;
+    let t = std::time::Instant::now();
+    b.psql_coord(&format!(
+        "INSERT INTO orders (cid, id, v, pad) SELECT g % 100003, -g, (g % 1000)::int, repeat('x', 150) FROM generate_series(1, {rows}) g"
+    ));
+    let bulk = "SELECT count(*), sum(id) FROM orders WHERE id < 0";
+    let bulk_before = b.psql_coord(bulk);
+    let bytes: u64 = b.shards()["groups"].as_array().unwrap().iter().map(|g| g["bytes"].as_u64().unwrap()).sum();
+    eprintln!("loaded {rows} rows, {:.0} MB in shards, in {:.1}s", bytes as f64 / 1e6, t.elapsed().as_secs_f64());
+
+    // AntDB's first step: a base copy of a data node.
+    let bb = b.k.path("basebackup");
+    let dg1a = b.k.path("bexdg1a");
+    let (h, p) = addr_of(&b, "bex_dg1", "bexdg1a");
+    let pgpass = std::fs::read_to_string(b.k.home().join("bex_dg1").join("pgpass")).unwrap();
+    let pw =
+        pgpass.lines().find(|l| l.contains(":pgscale_repl:")).and_then(|l| l.rsplit(':').next()).unwrap().to_string();
+    let t = std::time::Instant::now();
+    let st = std::process::Command::new(testkit::bin_dir().join("pg_basebackup"))
+        .args(["-h", &h, "-p", &p.to_string(), "-U", "pgscale_repl", "-D"])
+        .arg(&bb)
+        .args(["-X", "stream", "-c", "fast"])
+        .env("PGPASSWORD", &pw)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let basebackup_s = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&bb);
+    let _ = dg1a;
+
+    let load = b.load(Ledger::default());
+    std::thread::sleep(Duration::from_secs(2));
+    let t_expand = std::time::Instant::now();
+    let add = format!("data:\n  - name: dg3\n    nodes:\n{}", nodes_yaml(&b.k, &group_nodes("bexdg3", 63), "      "));
+    let f = b.k.write("add.yaml", &add);
+    b.pgscale(&["expand", "-n", "bex", "-c", f.to_str().unwrap(), "--no-rebalance"]);
+    let groups_s = t_expand.elapsed().as_secs_f64();
+    let plan: Value =
+        serde_json::from_str(&b.pgscale(&["rebalance", "-n", "bex", "--dry-run", "--output", "json"])).unwrap();
+    let planned = plan["planned"].as_array().unwrap().clone();
+    // Bare copies of a few of the shards about to move, same nodes, same run.
+    let mut bare: Vec<(u64, f64)> = Vec::new();
+    for m in planned.iter().step_by((planned.len() / 4).max(1)).take(4) {
+        let shard = m["shard"].as_u64().unwrap();
+        let src = m["from"].as_str().unwrap();
+        bare.push((shard, bare_copy(&b, src, "dg3", shard)));
+    }
+    let t_moves = std::time::Instant::now();
+    let rep: Value = serde_json::from_str(&b.pgscale(&["rebalance", "-n", "bex", "--output", "json"])).unwrap();
+    let moves_s = t_moves.elapsed().as_secs_f64();
+    let ledger = load.finish();
+    b.verify(&ledger);
+    b.assert_clean();
+    assert_eq!(b.psql_coord(bulk), bulk_before, "the bulk rows, by count and sum of ids");
+
+    let moves = rep["moves"].as_array().unwrap();
+    let f = |m: &Value, k: &str| m[k].as_f64().unwrap();
+    let mut pauses: Vec<f64> = moves.iter().map(|m| f(m, "pause_ms")).collect();
+    pauses.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let pct = |v: &[f64], p: f64| v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1];
+    let retried = moves.iter().filter(|m| m["attempts"].as_u64().unwrap() > 1).count();
+    // Writers' worst latency while the moves ran (every op through the coordinator).
+    let mut lat: Vec<f64> = ledger.latencies.iter().map(|(_, d)| d.as_secs_f64() * 1000.0).collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut md = String::new();
+    md += &format!(
+        "Data: {:.0} MB in 64 shards on 2 groups (each a primary + a synchronous standby), 4 writers through the coordinator \
+         (INSERT/UPDATE/DELETE, each audited), {} acknowledged changes during the run.\n\n",
+        bytes as f64 / 1e6,
+        ledger.acked.len()
+    );
+    md += "| figure | value | goal |\n| --- | --- | --- |\n";
+    md += &format!("| moves | {} ({} needed a second cut-over attempt) | - |\n", moves.len(), retried);
+    md += &format!(
+        "| write pause per move p50 / p99 / max | {:.1} / {:.1} / {:.1} ms | <= 50 / <= 300 / < 1000 ms |\n",
+        pct(&pauses, 0.5),
+        pct(&pauses, 0.99),
+        pauses.last().copied().unwrap_or(0.0)
+    );
+    md += &format!(
+        "| writers' op latency p50 / p99 / max over the whole run | {:.1} / {:.1} / {:.1} ms | - |\n",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    for (shard, bare_mb_s) in &bare {
+        let m = moves.iter().find(|m| m["shard"].as_u64() == Some(*shard)).unwrap();
+        let rate = f(m, "copy_mb_per_s");
+        md += &format!(
+            "| copy rate, shard {shard} ({:.1} MB) {}→dg3: move / bare COPY pipe | {:.1} / {:.1} MB/s = {:.2}x | >= 0.7x |\n",
+            f(m, "bytes") / 1e6,
+            m["from"].as_str().unwrap(),
+            rate,
+            bare_mb_s,
+            rate / bare_mb_s
+        );
+    }
+    md += &format!(
+        "| rows lost / duplicated | 0 / 0 (the writers' {} rows against the audit; the {rows} bulk rows by count and sum) | 0 |\n",
+        ledger.rows.len()
+    );
+    md += &format!(
+        "| expand 2 → 3 groups: new group {:.1} s + moves {:.1} s = {:.1} s; pg_basebackup of one data node {:.1} s | {:.2}x the base copy | - |\n",
+        groups_s,
+        moves_s,
+        groups_s + moves_s,
+        basebackup_s,
+        (groups_s + moves_s) / basebackup_s
+    );
+    std::fs::write(&out, &md).unwrap();
+    eprintln!("{md}");
+}
+
+/// A node's address in a group's recorded inventory.
+fn addr_of(b: &Bed, cluster: &str, node: &str) -> (String, u16) {
+    let s: Value = serde_json::from_str(&b.pgscale(&["status", "-n", cluster, "--output", "json"])).unwrap();
+    let n = s["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).unwrap();
+    (n["host"].as_str().unwrap().to_string(), n["port"].as_u64().unwrap() as u16)
+}
+
+/// `psql -c 'COPY leaf TO STDOUT' | psql -c 'COPY scratch FROM STDIN'`
+/// from the shard's group to `dst` (a table like the shard, with its
+/// key); MB/s of the shard's table size.
+fn bare_copy(b: &Bed, src: &str, dst: &str, shard: u64) -> f64 {
+    let (sc, dc) = (format!("bex_{src}"), format!("bex_{dst}"));
+    let leaf = format!("pgscale_shards.orders_{shard}");
+    let size: f64 = b.psql(&sc, &format!("SELECT pg_table_size('{leaf}')")).parse().unwrap();
+    b.psql(&dc, "DROP TABLE IF EXISTS bench_copy; CREATE TABLE bench_copy (LIKE public.orders INCLUDING ALL)");
+    let (sp, dp) = (b.psql(&sc, "SELECT pg_is_in_recovery()"), b.psql(&dc, "SELECT pg_is_in_recovery()"));
+    assert_eq!((sp.as_str(), dp.as_str()), ("f", "f"));
+    let (sh, sport) = addr_of(b, &sc, &format!("bex{src}a"));
+    let (dh, dport) = addr_of(b, &dc, &format!("bex{dst}a"));
+    let psql = testkit::bin_dir().join("psql");
+    let t = std::time::Instant::now();
+    let mut from = std::process::Command::new(&psql)
+        .args([
+            "-h",
+            &sh,
+            "-p",
+            &sport.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            &format!("COPY {leaf} TO STDOUT"),
+        ])
+        .env("PGPASSWORD", testkit::admin_password(&b.k.home(), &sc))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let to = std::process::Command::new(&psql)
+        .args([
+            "-h",
+            &dh,
+            "-p",
+            &dport.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "COPY bench_copy FROM STDIN",
+        ])
+        .env("PGPASSWORD", testkit::admin_password(&b.k.home(), &dc))
+        .stdin(from.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(from.wait().unwrap().success() && to.status.success(), "{}", String::from_utf8_lossy(&to.stderr));
+    let secs = t.elapsed().as_secs_f64();
+    b.psql(&dc, "DROP TABLE bench_copy");
+    size / 1e6 / secs
 }

@@ -242,7 +242,7 @@ impl Ledger {
             return Err(format!("writers saw lost rows: {:?}", &self.anomalies[..self.anomalies.len().min(5)]));
         }
         let data: BTreeMap<Key, i32> = c
-            .query("SELECT cid, id, v FROM orders", &[])
+            .query("SELECT cid, id, v FROM orders WHERE id > 0", &[])
             .await
             .map_err(|e| format!("read orders: {e}"))?
             .iter()
