@@ -41,6 +41,11 @@ pub struct Cli {
     /// Output format of data printed on stdout.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// With -n NAME of a sharded cluster: act on its group GROUP (the
+    /// cluster NAME_GROUP; `coordinator` is NAME itself). Naming a data
+    /// group's node with --node/--to does the same.
+    #[arg(long, global = true, value_name = "GROUP")]
+    pub group: Option<String>,
     /// Show logs on stderr (-v debug). PGSCALE_LOG=filter overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

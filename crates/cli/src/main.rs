@@ -4,6 +4,7 @@
 
 mod args;
 mod commands;
+mod group;
 mod output;
 mod term;
 
@@ -11,7 +12,14 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let argv = match group::rewrite(std::env::args().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("pgscale: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = args::Cli::parse_from(argv);
     // The agent is a daemon: it logs what it decides by default.
     let agent = match &cli.command {
         args::Command::Agent(a) => Some(a.log_format),

@@ -194,6 +194,16 @@ impl Drop for Bed {
 fn expand_rebalance_shrink_under_load_lose_nothing() {
     let b = Bed::new("shp", 40, &["dg1", "dg2"]);
     assert_eq!(b.counts(), vec![("dg1".into(), 4), ("dg2".into(), 4)]);
+    // Every command works on a group: --group, or a node of the group.
+    let s: Value =
+        serde_json::from_str(&b.pgscale(&["status", "-n", "shp", "--group", "dg2", "--output", "json"])).unwrap();
+    assert_eq!(s["cluster"], "shp_dg2");
+    assert_eq!(
+        b.pgscale(&["psql", "-n", "shp", "--node", "shpdg2b", "--", "-Atc", "SELECT pg_is_in_recovery()"]).trim(),
+        "t"
+    );
+    let all: Value = serde_json::from_str(&b.pgscale(&["status", "-n", "shp", "--output", "json"])).unwrap();
+    assert_eq!(all.as_array().map(|a| a.len()), Some(3), "status covers every group: {all}");
     // A table without a primary key is refused with the reason.
     let o =
         b.k.cmd()

@@ -45,9 +45,18 @@ pub async fn run(cli: Cli) -> Result<u8, OpError> {
     let stores = ::store::Stores::new(cfg);
     let fmt = cli.output;
     let ui = TermUi::new(fmt);
-    let argv: Vec<String> = std::env::args().collect();
+    let argv: Vec<String> = crate::group::rewrite(std::env::args().collect()).map_err(invalid)?;
+    // A data group's node named on its sharded cluster: the group's cluster.
+    let (argv, command) = match crate::group::infer(&stores, &argv).await? {
+        Some(v) => {
+            use clap::Parser;
+            let c = crate::args::Cli::try_parse_from(&v).map_err(|e| invalid(e.to_string()))?;
+            (v, c.command)
+        }
+        None => (argv, cli.command),
+    };
     let env = Env { stores: &stores, ui: &ui, argv: &argv };
-    let r = dispatch(env, fmt, cli.command).await;
+    let r = dispatch(env, fmt, command).await;
     // Flush the operation log and release locks before exiting.
     stores.close().await;
     r
