@@ -294,6 +294,9 @@ pub struct MoveArgs {
     /// Longest write pause of one cut-over; a cut-over that would take longer rolls back and retries.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub max_pause: Duration,
+    /// Cut-over attempts of one move before giving up (the move stays ready: run again).
+    #[arg(long, default_value_t = 30)]
+    pub attempts: u32,
     /// Keep at least this much free on every node of a target group besides what its new shards need (e.g. 10GB).
     #[arg(long, default_value = "0", value_parser = parse_size)]
     pub min_free: u64,

@@ -155,7 +155,21 @@ impl Bed {
             tokio::spawn(conn);
             ledger.verify(&cl).await
         });
-        let v = v.unwrap_or_else(|e| panic!("{e}"));
+        let v = v.unwrap_or_else(|e| {
+            // For the post-mortem (PGSCALE_TEST_KEEP=1): every group's rows
+            // and the coordinator's routing and moves, as they are now.
+            let mut groups: Vec<String> = vec![self.name.clone()];
+            groups.extend(self.counts().into_iter().map(|(g, _)| format!("{}_{g}", self.name)));
+            for c in groups {
+                let q = "SELECT cid, id, v, tableoid::regclass FROM orders ORDER BY 1, 2";
+                let out = self.k.cmd().args(["psql", "-n", &c, "--", "-Atc", q]).output().unwrap();
+                std::fs::write(self.k.path(&format!("dump-{c}.txt")), &out.stdout).unwrap();
+            }
+            let q = "SELECT * FROM pgscale.moves ORDER BY id";
+            let out = self.k.cmd().args(["psql", "-n", &self.name, "--", "-Atc", q]).output().unwrap();
+            std::fs::write(self.k.path("dump-moves.txt"), &out.stdout).unwrap();
+            panic!("{e} (dumps in {})", self.k.dir.path().display())
+        });
         assert!(v.acked > 0 && v.rows > 0, "{v:?}");
         eprintln!("verified: {v:?}");
     }
@@ -235,6 +249,17 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
     b.verify(&ledger);
     b.assert_clean();
 
+    // A move object left behind is a check finding.
+    b.psql("shp_dg2", "CREATE PUBLICATION pgscale_mv_99_dg9");
+    let o = b.k.cmd().args(["check", "-n", "shp"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("publication pgscale_mv_99_dg9 is left over"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    b.psql("shp_dg2", "DROP PUBLICATION pgscale_mv_99_dg9");
+
     // A target without room is refused before anything is copied.
     let load = b.load(ledger);
     let o = b.k.cmd().args(["rebalance", "-n", "shp", "--min-free", "1000000GB"]).output().unwrap();
@@ -242,6 +267,23 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not enough disk"), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(b.shards()["moves"].as_array().unwrap().len(), 0);
     assert_eq!(b.psql("shp_dg3", "SELECT count(*) FROM pg_subscription"), "0");
+
+    // A cut-over that cannot fit in --max-pause rolls back every attempt:
+    // the shard stays where it is, its move ready for the next run.
+    let o =
+        b.k.cmd()
+            .args(["move", "-n", "shp", "--shard", "1", "--to", "dg3", "--max-pause", "1ms", "--attempts", "3"])
+            .output()
+            .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no cut-over finished within --max-pause"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_ne!(b.holder(1), "dg3");
+    let moving = b.shards()["moves"].clone();
+    assert_eq!(moving[0]["state"], "copying", "{moving}");
 
     // DDL during a move is refused: a move left half-way by a killed pgscale.
     let o =
@@ -276,6 +318,28 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
     assert_eq!(b.psql_coord("SELECT count(note) FROM orders").trim(), "0");
     let s0 = b.holder(0);
     assert_eq!(b.psql(&format!("shp_{s0}"), "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'pgscale_shards' AND table_name = 'orders_0' AND column_name = 'note'"), "1");
+
+    // A script as Citus users write it: a sharded table, a table on the
+    // coordinator only, and an index everywhere.
+    let f = b.k.write(
+        "schema.sql",
+        "CREATE TABLE items (cid bigint, iid bigint, name text, PRIMARY KEY (cid, iid));\n\
+         SELECT create_distributed_table('items', 'cid');\n\
+         CREATE TABLE countries (code text PRIMARY KEY, name text);\n\
+         SELECT create_reference_table('countries');\n\
+         CREATE INDEX items_name ON items (name);\n",
+    );
+    b.pgscale(&["ddl", "-n", "shp", "-f", f.to_str().unwrap()]);
+    b.psql_coord("INSERT INTO items SELECT g, g, 'n' || g FROM generate_series(1, 100) g; INSERT INTO countries VALUES ('fr', 'France')");
+    assert_eq!(b.psql_coord("SELECT count(*) FROM items JOIN countries ON true").trim(), "100");
+    assert!(b.shards()["tables"].to_string().contains("items"), "{}", b.shards());
+    assert_eq!(
+        b.psql(
+            "shp_dg2",
+            "SELECT to_regclass('public.countries') IS NULL AND to_regclass('public.items_name') IS NOT NULL"
+        ),
+        "t"
+    );
 
     // Shrink back to two groups under load.
     let load = b.load(ledger);
@@ -352,6 +416,30 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
     let ledger = load.finish();
     b.verify(&ledger);
     b.pgscale(&["rejoin", "-n", "shk_dg1", "--node", "shkdg1a", "--yes"]);
+    b.assert_clean();
+
+    // The target group's primary fails over mid-move.
+    let load = b.load(ledger);
+    let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
+    let s = shard.to_string();
+    let o =
+        b.k.cmd()
+            .env("PGSCALE_FAILPOINT", "move:caught-up")
+            .args(["move", "-n", "shk", "--shard", &s, "--to", "dg2"])
+            .output()
+            .unwrap();
+    assert!(!o.status.success());
+    let pid = testkit::postmaster_pid(&b.k.path("shkdg2a")).expect("dg2a runs");
+    testkit::kill_server(pid);
+    b.pgscale(&["failover", "-n", "shk", "--group", "dg2", "--yes"]);
+    let out = b.k.cmd().args(["resume", "-n", "shk"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("target group's primary changed"), "{err}");
+    assert_eq!(b.holder(shard), "dg2");
+    let ledger = load.finish();
+    b.verify(&ledger);
+    b.pgscale(&["rejoin", "-n", "shk_dg2", "--node", "shkdg2a", "--yes"]);
     b.assert_clean();
 }
 

@@ -30,6 +30,7 @@ fn request(name: &str, m: &MoveArgs) -> Request {
     r.dry_run = m.dry_run;
     r.parallel = m.parallel.max(1);
     r.moves.max_pause = m.max_pause;
+    r.moves.attempts = m.attempts.max(1);
     r.moves.timeout = m.timeout;
     r.min_free = m.min_free;
     r

@@ -500,7 +500,7 @@ async fn cut_over(
     let d = sh.group_db(&dst.name, o.timeout).await?;
     let mids: Vec<String> = tables.iter().map(|t| shard_table(t, mv.shard)).collect();
     // Lock wait, marker wait and the switch share the pause budget.
-    let lock_ms = (o.max_pause.as_millis() as u64 / 4).clamp(20, 200);
+    let lock_ms = (o.max_pause.as_millis() as u64 / 4).clamp(5, 200);
     let mut switch = String::new();
     for t in tables {
         switch += &sql::detach_leaf(t, mv.shard, &mv.src);
@@ -512,7 +512,8 @@ async fn cut_over(
         mv.shard,
         mv.id
     );
-    let margin = Duration::from_millis(60);
+    // Room left for the flush and the switch.
+    let margin = Duration::from_millis(60).min(o.max_pause / 5);
     for attempt in 1..=o.attempts {
         f.attempts = attempt;
         // Never used before: a marker left by a killed run cannot pass for this one.
@@ -567,7 +568,9 @@ async fn cut_over(
         };
         let marker_at = t0.elapsed();
         exec::failpoint("move:marker-seen");
-        if !seen {
+        // Seen, but late (a timer fires late, a query was under way): the
+        // cap holds all the same.
+        if !seen || marker_at >= budget {
             c.exec("roll back", "ROLLBACK").await?;
             f.max_rolled_back_pause_ms = f.max_rolled_back_pause_ms.max(ms(t0.elapsed()));
             backoff(attempt).await;
@@ -587,6 +590,12 @@ async fn cut_over(
                 continue;
             }
             return Err(e.into());
+        }
+        if t0.elapsed() >= budget {
+            c.exec("roll back", "ROLLBACK").await?;
+            f.max_rolled_back_pause_ms = f.max_rolled_back_pause_ms.max(ms(t0.elapsed()));
+            backoff(attempt).await;
+            continue;
         }
         if let Err(e) = c.exec("switch the shard", &format!("{switch}COMMIT;")).await {
             let _ = c.exec("roll back", "ROLLBACK").await;

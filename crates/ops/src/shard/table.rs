@@ -40,7 +40,13 @@ pub async fn create(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     let _lock = ShardLock::take(&sh, "table create", r.timeout).await?;
     let coord = sh.coord_db(r.timeout).await?;
     refuse_during_moves(&coord, "table create").await?;
-    if catalog::tables(&coord).await?.iter().any(|(t, _)| *t == r.table) {
+    let _ = env;
+    create_locked(&sh, &coord, &r).await
+}
+
+/// The creation itself, under the shard lock the caller holds.
+pub(crate) async fn create_locked(sh: &Sharded<'_>, coord: &pg::Db, r: &Request) -> Result<Outcome, OpError> {
+    if catalog::tables(coord).await?.iter().any(|(t, _)| *t == r.table) {
         return Ok(Outcome::Unchanged(format!("table {} is already sharded in {}", r.table, sh.name)));
     }
     let data_stmt = sql::partitioned_create(&r.create, &r.key);
@@ -49,9 +55,9 @@ pub async fn create(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
     let probe = format!("BEGIN;\n{data_stmt}");
     if let Err(e) = coord.exec("try the statement", &probe).await {
         coord.exec("roll back", "ROLLBACK").await?;
-        return Err(refused_statement(&r, &e.to_string()));
+        return Err(refused_statement(r, &e.to_string()));
     }
-    let shape = check_shape(&coord, &r).await;
+    let shape = check_shape(coord, r).await;
     coord.exec("roll back", "ROLLBACK").await?;
     shape?;
     // 2. Logged, so groups added later replay it.
@@ -66,9 +72,9 @@ pub async fn create(env: Env<'_>, r: Request) -> Result<Outcome, OpError> {
         };
     let _ = id;
     // 3. Every data group: the root (the logged statement) and its leaves.
-    let placement = catalog::placement(&coord).await?;
+    let placement = catalog::placement(coord).await?;
     for g in sh.data.keys() {
-        groups::prepare_data(&sh, &coord, g, r.timeout).await?;
+        groups::prepare_data(sh, coord, g, r.timeout).await?;
         let db = sh.group_db(g, r.timeout).await?;
         let mut leaves = String::new();
         for (s, at) in &placement {

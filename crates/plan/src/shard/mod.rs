@@ -4,6 +4,7 @@
 
 pub mod balance;
 pub mod names;
+pub mod script;
 pub mod spec;
 pub mod sql;
 
