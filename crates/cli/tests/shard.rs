@@ -243,6 +243,22 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
     // Expand: a third group, added only.
     let add = format!("data:\n  - name: dg3\n    nodes:\n{}", nodes_yaml(&b.k, &group_nodes("shpdg3", 43), "      "));
     let f = b.k.write("add.yaml", &add);
+    // The dry run shows the moves onto the new group (8 shards over 3: 2 move).
+    let plan: Value = serde_json::from_str(&b.pgscale(&[
+        "expand",
+        "-n",
+        "shp",
+        "-c",
+        f.to_str().unwrap(),
+        "--dry-run",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let planned = plan["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 2, "{plan}");
+    assert!(planned.iter().all(|m| m["to"] == "dg3" && m["bytes"].as_u64().unwrap() > 0), "{plan}");
+    assert!(plan["eta_secs"].as_f64().unwrap() > 0.0, "{plan}");
     b.pgscale(&["expand", "-n", "shp", "-c", f.to_str().unwrap(), "--no-rebalance"]);
     assert!(b.counts().contains(&("dg3".into(), 0)), "{:?}", b.counts());
     let ledger = load.finish();
@@ -394,53 +410,54 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
         b.assert_clean();
     }
 
-    // The source group's primary fails over while a move is under way.
-    let load = b.load(ledger);
-    let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
-    let s = shard.to_string();
-    let o =
-        b.k.cmd()
-            .env("PGSCALE_FAILPOINT", "move:set-up")
-            .args(["move", "-n", "shk", "--shard", &s, "--to", "dg2"])
-            .output()
-            .unwrap();
-    assert!(!o.status.success());
-    let pid = testkit::postmaster_pid(&b.k.path("shkdg1a")).expect("dg1a runs");
-    testkit::kill_server(pid);
-    b.pgscale(&["failover", "-n", "shk_dg1", "--yes"]);
-    let out = b.k.cmd().args(["move", "-n", "shk", "--shard", &s, "--to", "dg2"]).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("primary changed"), "the move noticed the failover and started over: {err}");
-    assert_eq!(b.holder(shard), "dg2");
-    let ledger = load.finish();
-    b.verify(&ledger);
-    b.pgscale(&["rejoin", "-n", "shk_dg1", "--node", "shkdg1a", "--yes"]);
-    b.assert_clean();
+    // The source group's primary fails over while a move is under way
+    // (re-run: the same command), then the target group's (re-run: resume).
+    let ledger = failover_mid_move(&b, ledger, "dg1", "move:set-up", &["failover", "-n", "shk_dg1", "--yes"], None);
+    failover_mid_move(
+        &b,
+        ledger,
+        "dg2",
+        "move:caught-up",
+        &["failover", "-n", "shk", "--group", "dg2", "--yes"],
+        Some(&["resume", "-n", "shk"]),
+    );
+}
 
-    // The target group's primary fails over mid-move.
+/// A move of a dg1 shard to dg2, pgscale killed at `fp`, then `group`'s
+/// primary killed and `failover` run; the re-run (`rerun`, else the same
+/// move) must notice the new primary, redo the move and lose nothing;
+/// the old primary rejoins and `check` is clean.
+fn failover_mid_move(
+    b: &Bed,
+    ledger: Ledger,
+    group: &str,
+    fp: &str,
+    failover: &[&str],
+    rerun: Option<&[&str]>,
+) -> Ledger {
     let load = b.load(ledger);
     let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
     let s = shard.to_string();
-    let o =
-        b.k.cmd()
-            .env("PGSCALE_FAILPOINT", "move:caught-up")
-            .args(["move", "-n", "shk", "--shard", &s, "--to", "dg2"])
-            .output()
-            .unwrap();
+    let mv = ["move", "-n", "shk", "--shard", &s, "--to", "dg2"];
+    let o = b.k.cmd().env("PGSCALE_FAILPOINT", fp).args(mv).output().unwrap();
     assert!(!o.status.success());
-    let pid = testkit::postmaster_pid(&b.k.path("shkdg2a")).expect("dg2a runs");
-    testkit::kill_server(pid);
-    b.pgscale(&["failover", "-n", "shk", "--group", "dg2", "--yes"]);
-    let out = b.k.cmd().args(["resume", "-n", "shk"]).output().unwrap();
+    let old = format!("shk{group}a");
+    testkit::kill_server(testkit::postmaster_pid(&b.k.path(&old)).expect("the group's primary runs"));
+    b.pgscale(failover);
+    let out = b.k.cmd().args(rerun.unwrap_or(&mv)).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("target group's primary changed"), "{err}");
+    let which = if group == "dg1" { "source" } else { "target" };
+    assert!(
+        err.contains(&format!("{which} group's primary changed")),
+        "the move noticed the failover and started over: {err}"
+    );
     assert_eq!(b.holder(shard), "dg2");
     let ledger = load.finish();
     b.verify(&ledger);
-    b.pgscale(&["rejoin", "-n", "shk_dg2", "--node", "shkdg2a", "--yes"]);
+    b.pgscale(&["rejoin", "-n", &format!("shk_{group}"), "--node", &old, "--yes"]);
     b.assert_clean();
+    ledger
 }
 
 /// The figures of bench/expand.sh (ignored: run by the benchmark, release

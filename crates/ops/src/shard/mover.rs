@@ -122,6 +122,7 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
     let tables = catalog::table_names(&coord).await?;
     let name = move_name(mv.shard, &mv.dst);
     let key = format!("shard {} {}→{}", mv.shard, mv.src, mv.dst);
+    let mut redone_here = 0;
     let mut f = Figures {
         id: mv.id,
         shard: mv.shard,
@@ -144,6 +145,8 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
             return Ok(f);
         }
         if at.as_deref() != Some(mv.src.as_str()) {
+            // Nothing of it may stay behind (best effort: the groups may be gone).
+            let _ = teardown(sh, &src, &dst, &tables, &mv, o).await;
             set_state(&coord, mv.id, "done").await?;
             return Err(failed(format!(
                 "shard {} is on {} now, not on {}: the move was dropped; run the command again to plan afresh",
@@ -179,8 +182,13 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
         match follow(env, sh, &src, &dst, &tables, &name, &key, o, &mut f).await {
             Ok(()) => {}
             Err(Stop::Redo(why)) => {
-                if mv.redos >= 5 {
-                    return Err(failed(format!("{key}: {why}; redone {} times already: stopping", mv.redos)));
+                redone_here += 1;
+                if redone_here > 5 {
+                    let _ = teardown(sh, &src, &dst, &tables, &mv, o).await;
+                    return Err(failed(format!(
+                        "{key}: {why}; redone 5 times in this run: stopping (the move's objects are removed; \
+                         run the command again once the cause is fixed)"
+                    )));
                 }
                 env.ui.say(&format!("{key}: {why}: the move starts over"));
                 mv = redo(&coord, mv).await?;
@@ -501,16 +509,24 @@ async fn cut_over(
     let mids: Vec<String> = tables.iter().map(|t| shard_table(t, mv.shard)).collect();
     // Lock wait, marker wait and the switch share the pause budget.
     let lock_ms = (o.max_pause.as_millis() as u64 / 4).clamp(5, 200);
+    // A pgscale frozen or cut off while it holds the shard: the server ends
+    // the transaction (and the lock) on its own.
+    let idle = o.max_pause.as_millis() as u64 + 2000;
     let mut switch = String::new();
     for t in tables {
         switch += &sql::detach_leaf(t, mv.shard, &mv.src);
         switch += &sql::attach_leaf(t, mv.shard, &mv.dst);
     }
+    // Only if the journal still says what this run set up: another run
+    // that redid the move meanwhile (emptying the target) wins.
     switch += &format!(
-        "UPDATE pgscale.shards SET grp = {} WHERE shard = {};\nUPDATE pgscale.moves SET state = 'switched' WHERE id = {};\n",
-        plan::sql::literal(&mv.dst),
-        mv.shard,
-        mv.id
+        "UPDATE pgscale.shards SET grp = {dst} WHERE shard = {shard};\n\
+         DO $pgscale$ BEGIN UPDATE pgscale.moves SET state = 'switched' WHERE id = {id} AND state = 'copying' AND redos = {redos}; \
+         IF NOT FOUND THEN RAISE EXCEPTION 'pgscale: move {id} changed under this run'; END IF; END $pgscale$;\n",
+        dst = plan::sql::literal(&mv.dst),
+        shard = mv.shard,
+        id = mv.id,
+        redos = mv.redos
     );
     // Room left for the flush and the switch.
     let margin = Duration::from_millis(60).min(o.max_pause / 5);
@@ -523,7 +539,8 @@ async fn cut_over(
             "BEGIN;".to_string()
         } else {
             format!(
-                "BEGIN; SET LOCAL lock_timeout = '{lock_ms}ms'; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE;",
+                "BEGIN; SET LOCAL lock_timeout = '{lock_ms}ms'; SET LOCAL idle_in_transaction_session_timeout = '{idle}ms'; \
+                 LOCK TABLE {} IN ACCESS EXCLUSIVE MODE;",
                 mids.join(", ")
             )
         };

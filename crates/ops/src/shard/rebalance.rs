@@ -314,7 +314,24 @@ pub async fn expand(env: Env<'_>, e: &ExpandRequest) -> Result<Report, OpError> 
             "then: the groups let each other in (pg_hba), {} registered on the coordinator, and the shards rebalanced",
             fresh.iter().map(|g| g.name.clone()).collect::<Vec<_>>().join(", ")
         ));
-        return run(env, &sh, r).await;
+        // The moves as they would be with the new groups taking shards.
+        let coord = sh.coord_db(r.moves.timeout).await?;
+        let placement = catalog::placement(&coord).await?;
+        let tables = catalog::table_names(&coord).await?;
+        let sizes = catalog::shard_sizes(&sh, &placement, &tables, r.moves.timeout).await;
+        let mut active: Vec<String> =
+            catalog::groups(&coord).await?.into_iter().filter(|(_, d)| !d).map(|(g, _)| g).collect();
+        active.extend(fresh.iter().map(|g| g.name.clone()));
+        let planned = if e.no_rebalance { Vec::new() } else { balance(&placement, &active, &sizes) };
+        let rate = measured_rate(&coord).await?;
+        let bytes: u64 = planned.iter().map(|m| m.bytes).sum();
+        return Ok(Report {
+            cluster: sh.name.clone(),
+            eta_secs: bytes as f64 / 1e6 / rate / r.parallel.max(1) as f64,
+            rate_mb_per_s: rate,
+            planned,
+            ..Default::default()
+        });
     }
     // The coordinator lists the new groups (under its lock).
     {
@@ -349,6 +366,8 @@ pub async fn move_one(env: Env<'_>, r: &Request, shard: u32, to: &str) -> Result
     let start = std::time::Instant::now();
     let sh = Sharded::open(env.stores, &r.name).await?;
     sh.group(to)?;
+    // Placement and moves are read under the lock (a dry run reads without).
+    let _lock = if r.dry_run { None } else { Some(ShardLock::take(&sh, "move", r.moves.timeout).await?) };
     let coord = sh.coord_db(r.moves.timeout).await?;
     let placement = catalog::placement(&coord).await?;
     let Some(from) = placement.get(&shard).cloned() else {
@@ -371,7 +390,6 @@ pub async fn move_one(env: Env<'_>, r: &Request, shard: u32, to: &str) -> Result
         report.planned.push(mv);
         return Ok(report);
     }
-    let _lock = ShardLock::take(&sh, "move", r.moves.timeout).await?;
     if unfinished.is_none() {
         disk_room(&sh, std::slice::from_ref(&mv), r).await?;
     }

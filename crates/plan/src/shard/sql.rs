@@ -7,9 +7,12 @@ use crate::sql::literal;
 
 /// Before statements that carry a password (on pgscale's own session):
 /// the server must not log them, even when they fail.
-pub const QUIET: &str = "SET log_min_error_statement = panic; SET log_statement = 'none';";
+pub const QUIET: &str = "SET log_min_error_statement = panic; SET log_statement = 'none'; \
+     SET log_min_duration_statement = -1; SET log_min_duration_sample = -1; \
+     SET pg_stat_statements.track_utility = off;";
 /// After them.
-pub const UNQUIET: &str = "RESET log_min_error_statement; RESET log_statement;";
+pub const UNQUIET: &str = "RESET log_min_error_statement; RESET log_statement; RESET log_min_duration_statement; \
+     RESET log_min_duration_sample; RESET pg_stat_statements.track_utility;";
 
 /// The coordinator's catalog: groups, where each shard is, the sharded
 /// tables, the DDL to replay on a new group, and the moves' journal. At
