@@ -85,8 +85,7 @@ pub(crate) async fn run(env: Env<'_>, sh: &Sharded<'_>, r: &Request) -> Result<R
         if !r.only_unfinished {
             report.planned.extend(balance(&after, &active, &sizes));
         }
-        let bytes: u64 = report.planned.iter().map(|m| m.bytes).sum();
-        report.eta_secs = bytes as f64 / 1e6 / report.rate_mb_per_s / r.parallel.max(1) as f64;
+        report.eta_secs = eta(&report.planned, report.rate_mb_per_s, r);
         return Ok(report);
     }
     for g in sh.data.keys() {
@@ -219,6 +218,29 @@ async fn free_bytes(h: &host::Host, dir: &std::path::Path, d: Duration) -> Optio
     o.stdout.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
 }
 
+/// `--dry-run` of expand and shrink: the moves that would even the shards
+/// out over `active`, with their bytes and an ETA at the measured rate.
+async fn preview(sh: &Sharded<'_>, coord: &pg::Db, active: &[String], r: &Request) -> Result<Report, OpError> {
+    let placement = catalog::placement(coord).await?;
+    let tables = catalog::table_names(coord).await?;
+    let sizes = catalog::shard_sizes(sh, &placement, &tables, r.moves.timeout).await;
+    let planned = balance(&placement, active, &sizes);
+    let rate = measured_rate(coord).await?;
+    Ok(Report {
+        cluster: sh.name.clone(),
+        eta_secs: eta(&planned, rate, r),
+        rate_mb_per_s: rate,
+        planned,
+        ..Default::default()
+    })
+}
+
+/// Seconds to copy `moves` at `rate` MB/s per move, `--parallel` at a time.
+fn eta(moves: &[Move], rate: f64, r: &Request) -> f64 {
+    let at_once = r.parallel.clamp(1, moves.len().max(1));
+    moves.iter().map(|m| m.bytes).sum::<u64>() as f64 / 1e6 / rate / at_once as f64
+}
+
 /// MB/s of the copies of finished moves (the last 20), 50 without any.
 async fn measured_rate(coord: &pg::Db) -> Result<f64, OpError> {
     let row = coord
@@ -316,22 +338,13 @@ pub async fn expand(env: Env<'_>, e: &ExpandRequest) -> Result<Report, OpError> 
         ));
         // The moves as they would be with the new groups taking shards.
         let coord = sh.coord_db(r.moves.timeout).await?;
-        let placement = catalog::placement(&coord).await?;
-        let tables = catalog::table_names(&coord).await?;
-        let sizes = catalog::shard_sizes(&sh, &placement, &tables, r.moves.timeout).await;
         let mut active: Vec<String> =
             catalog::groups(&coord).await?.into_iter().filter(|(_, d)| !d).map(|(g, _)| g).collect();
         active.extend(fresh.iter().map(|g| g.name.clone()));
-        let planned = if e.no_rebalance { Vec::new() } else { balance(&placement, &active, &sizes) };
-        let rate = measured_rate(&coord).await?;
-        let bytes: u64 = planned.iter().map(|m| m.bytes).sum();
-        return Ok(Report {
-            cluster: sh.name.clone(),
-            eta_secs: bytes as f64 / 1e6 / rate / r.parallel.max(1) as f64,
-            rate_mb_per_s: rate,
-            planned,
-            ..Default::default()
-        });
+        if e.no_rebalance {
+            active = sh.data.keys().cloned().collect();
+        }
+        return preview(&sh, &coord, &active, r).await;
     }
     // The coordinator lists the new groups (under its lock).
     {
@@ -386,7 +399,7 @@ pub async fn move_one(env: Env<'_>, r: &Request, shard: u32, to: &str) -> Result
     let mut report =
         Report { cluster: sh.name.clone(), rate_mb_per_s: measured_rate(&coord).await?, ..Default::default() };
     if r.dry_run {
-        report.eta_secs = mv.bytes as f64 / 1e6 / report.rate_mb_per_s;
+        report.eta_secs = eta(std::slice::from_ref(&mv), report.rate_mb_per_s, r);
         report.planned.push(mv);
         return Ok(report);
     }
@@ -441,20 +454,8 @@ pub async fn shrink(env: Env<'_>, r: &Request, group: &str, yes: bool) -> Result
     }
     let mut report = if r.dry_run {
         // As if draining: the plan moves everything off it.
-        let placement = catalog::placement(&coord).await?;
-        let tables = catalog::table_names(&coord).await?;
-        let sizes = catalog::shard_sizes(&sh, &placement, &tables, r.moves.timeout).await;
         let active: Vec<String> = sh.data.keys().filter(|g| *g != group).cloned().collect();
-        let planned = balance(&placement, &active, &sizes);
-        let rate = measured_rate(&coord).await?;
-        let bytes: u64 = planned.iter().map(|m| m.bytes).sum();
-        return Ok(Report {
-            cluster: r.name.clone(),
-            eta_secs: bytes as f64 / 1e6 / rate / r.parallel.max(1) as f64,
-            rate_mb_per_s: rate,
-            planned,
-            ..Default::default()
-        });
+        return preview(&sh, &coord, &active, r).await;
     } else {
         run(env, &sh, r).await?
     };
