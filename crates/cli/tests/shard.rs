@@ -410,6 +410,35 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
         b.assert_clean();
     }
 
+    // A node restart mid-move: the source group's primary restarts while
+    // the move is set up; the re-run finishes it.
+    let load = b.load(ledger);
+    let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
+    let s = shard.to_string();
+    let mv = ["move", "-n", "shk", "--shard", &s, "--to", "dg2"];
+    assert!(!b.k.cmd().env("PGSCALE_FAILPOINT", "move:set-up").args(mv).output().unwrap().status.success());
+    let pg_ctl = testkit::bin_dir().join("pg_ctl");
+    // -l: the server's output goes to a file, not to this test's pipes.
+    let log = b.k.path("shkdg1a.sock/restart.log");
+    let dir = b.k.path("shkdg1a");
+    let o = testkit::as_os_user(&[
+        pg_ctl.to_str().unwrap(),
+        "-D",
+        dir.to_str().unwrap(),
+        "-l",
+        log.to_str().unwrap(),
+        "restart",
+        "-m",
+        "fast",
+        "-w",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    b.pgscale(&mv);
+    assert_eq!(b.holder(shard), "dg2");
+    let ledger = load.finish();
+    b.verify(&ledger);
+    b.assert_clean();
+
     // The source group's primary fails over while a move is under way
     // (re-run: the same command), then the target group's (re-run: resume).
     let ledger = failover_mid_move(&b, ledger, "dg1", "move:set-up", &["failover", "-n", "shk_dg1", "--yes"], None);
@@ -652,4 +681,40 @@ fn bare_copy(b: &Bed, src: &str, dst: &str, shard: u64) -> f64 {
     let secs = t.elapsed().as_secs_f64();
     b.psql(&dc, "DROP TABLE bench_copy");
     size / 1e6 / secs
+}
+
+#[test]
+fn a_target_group_on_a_disk_too_small_is_refused_before_copying() {
+    if !testkit::is_root() {
+        eprintln!("mounting a small tmpfs needs root: this part runs in CI (root)");
+        return;
+    }
+    let b = Bed::new("shd", 70, &["dg1", "dg2"]);
+    for g in ["dg1", "dg2"] {
+        b.psql_coord(&format!("ALTER SERVER pgscale_{g} OPTIONS (ADD batch_size '1000')"));
+    }
+    // About 15 MB per shard.
+    b.psql_coord(
+        "INSERT INTO orders (cid, id, v, pad) SELECT g, -g, 0, repeat('x', 150) FROM generate_series(1, 500000) g",
+    );
+    let small = b.k.path("small");
+    std::fs::create_dir(&small).unwrap();
+    testkit::sh(&["mount", "-t", "tmpfs", "-o", "size=150m,mode=1777", "tmpfs", &small.display().to_string()]);
+    let _unmount = testkit::Unmount(small.clone());
+    let mut nodes = group_nodes("shddg3", 73);
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.0 = format!("small/shddg3{}", ["a", "b"][i]);
+    }
+    // The nodes' data directories on the small filesystem.
+    let add = nodes_yaml(&b.k, &nodes, "      ").replace("name: small/", "name: ");
+    let f = b.k.write("add.yaml", &format!("data:\n  - name: dg3\n    nodes:\n{add}"));
+    b.pgscale(&["expand", "-n", "shd", "-c", f.to_str().unwrap(), "--no-rebalance"]);
+    let o = b.k.cmd().args(["rebalance", "-n", "shd"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("not enough disk") && err.contains("dg3/shddg3a") && err.contains("MB free"), "{err}");
+    assert_eq!(b.shards()["moves"].as_array().unwrap().len(), 0, "nothing recorded");
+    assert_eq!(b.psql("shd_dg3", "SELECT count(*) FROM pg_subscription"), "0", "nothing copied");
+    assert!(b.counts().contains(&("dg3".into(), 0)));
+    b.pgscale(&["destroy", "-n", "shd", "--yes"]);
 }
