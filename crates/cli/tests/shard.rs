@@ -17,15 +17,9 @@ fn kit() -> Kit {
     Kit::new(env!("CARGO_BIN_EXE_pgscale"))
 }
 
+/// stdout of a command that must succeed (testkit's check of the exit).
 fn ok(o: std::process::Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    String::from_utf8_lossy(&testkit::ok(o).stdout).into_owned()
 }
 
 /// A node: (name, address, port).

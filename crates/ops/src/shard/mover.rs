@@ -97,6 +97,18 @@ impl From<pg::PgError> for Stop {
     }
 }
 
+/// One move's two groups, as this pass of the loop found them, and what
+/// every step of it needs.
+#[derive(Clone, Copy)]
+struct Pair<'a, 's> {
+    sh: &'a Sharded<'s>,
+    src: &'a Group,
+    dst: &'a Group,
+    tables: &'a [String],
+    mv: &'a MoveRow,
+    o: &'a Opts,
+}
+
 /// Record a move (or find the unfinished one of that shard).
 pub async fn register(coord: &Db, shard: u32, src: &str, dst: &str) -> Result<MoveRow, OpError> {
     coord
@@ -120,7 +132,6 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
     exec::failpoint("move:registered");
     let coord = sh.coord_db(o.timeout).await?;
     let tables = catalog::table_names(&coord).await?;
-    let name = move_name(mv.shard, &mv.dst);
     let key = format!("shard {} {}→{}", mv.shard, mv.src, mv.dst);
     let mut redone_here = 0;
     let mut f = Figures {
@@ -134,11 +145,17 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
     loop {
         let src = fresh(sh, &mv.src).await?;
         let dst = fresh(sh, &mv.dst).await?;
+        // Each step gets the two groups as this pass found them, and the move as it is now.
+        macro_rules! pair {
+            () => {
+                Pair { sh, src: &src, dst: &dst, tables: &tables, mv: &mv, o }
+            };
+        }
         let at = catalog::placement(&coord).await?.get(&mv.shard).cloned();
         if at.as_deref() == Some(mv.dst.as_str()) {
             // Switched (perhaps by a run that died before recording it).
             f.resumed = f.attempts == 0;
-            cleanup(sh, &src, &dst, &tables, &mv, o).await?;
+            cleanup(&pair!()).await?;
             exec::failpoint("move:cleaned");
             finish(&coord, &mv, &f).await?;
             env.ui.meter(&Meter { key: &key, phase: "done", done: 1, total: 1, detail: "", finished: true });
@@ -146,7 +163,7 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
         }
         if at.as_deref() != Some(mv.src.as_str()) {
             // Nothing of it may stay behind (best effort: the groups may be gone).
-            let _ = teardown(sh, &src, &dst, &tables, &mv, o).await;
+            let _ = teardown(&pair!()).await;
             set_state(&coord, mv.id, "done").await?;
             return Err(failed(format!(
                 "shard {} is on {} now, not on {}: the move was dropped; run the command again to plan afresh",
@@ -165,8 +182,8 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
             f.redos = mv.redos;
         }
         if mv.state == "started" {
-            teardown(sh, &src, &dst, &tables, &mv, o).await?;
-            set_up(sh, &src, &dst, &tables, &mv, o).await?;
+            teardown(&pair!()).await?;
+            set_up(&pair!()).await?;
             coord
                 .modify(
                     "record the move's step",
@@ -179,12 +196,12 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
             mv.src_primary = Some(sp.clone());
             mv.dst_primary = Some(dp.clone());
         }
-        match follow(env, sh, &src, &dst, &tables, &name, &key, o, &mut f).await {
+        match follow(env, &pair!(), &key, &mut f).await {
             Ok(()) => {}
             Err(Stop::Redo(why)) => {
                 redone_here += 1;
                 if redone_here > 5 {
-                    let _ = teardown(sh, &src, &dst, &tables, &mv, o).await;
+                    let _ = teardown(&pair!()).await;
                     return Err(failed(format!(
                         "{key}: {why}; redone 5 times in this run: stopping (the move's objects are removed; \
                          run the command again once the cause is fixed)"
@@ -199,7 +216,7 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
         }
         exec::failpoint("move:caught-up");
         env.ui.meter(&Meter { key: &key, phase: "cut-over", done: 1, total: 1, detail: "", finished: false });
-        match cut_over(sh, &src, &dst, &tables, &mv, o, &mut f).await {
+        match cut_over(&pair!(), &mut f).await {
             Ok(true) => {
                 exec::failpoint("move:switched");
                 mv.state = "switched".into();
@@ -268,14 +285,8 @@ async fn finish(coord: &Db, mv: &MoveRow, f: &Figures) -> Result<(), OpError> {
 
 /// The target's leaves (empty), the publication on the source, and the
 /// subscription (which creates the slot and starts the copy).
-async fn set_up(
-    sh: &Sharded<'_>,
-    src: &Group,
-    dst: &Group,
-    tables: &[String],
-    mv: &MoveRow,
-    o: &Opts,
-) -> Result<(), OpError> {
+async fn set_up(p: &Pair<'_, '_>) -> Result<(), OpError> {
+    let Pair { sh, src, dst, tables, mv, o } = *p;
     let name = move_name(mv.shard, &mv.dst);
     let d = sh.group_db(&dst.name, o.timeout).await?;
     let leaves: Vec<String> = tables.iter().map(|t| shard_table(t, mv.shard)).collect();
@@ -309,14 +320,8 @@ async fn set_up(
 /// Everything a move made, gone, except what the switch made true: the
 /// subscription, the slot and publication on the current source primary,
 /// and the target's copies (emptied).
-async fn teardown(
-    sh: &Sharded<'_>,
-    src: &Group,
-    dst: &Group,
-    tables: &[String],
-    mv: &MoveRow,
-    o: &Opts,
-) -> Result<(), OpError> {
+async fn teardown(p: &Pair<'_, '_>) -> Result<(), OpError> {
+    let Pair { sh, src, dst, tables, mv, o } = *p;
     let name = move_name(mv.shard, &mv.dst);
     let d = sh.group_db(&dst.name, o.timeout).await?;
     drop_subscription(&d, &name).await?;
@@ -371,14 +376,8 @@ async fn drop_source(s: &Db, name: &str, o: &Opts) -> Result<(), OpError> {
 }
 
 /// After the switch: the replication objects and the source's rows go.
-async fn cleanup(
-    sh: &Sharded<'_>,
-    src: &Group,
-    dst: &Group,
-    tables: &[String],
-    mv: &MoveRow,
-    o: &Opts,
-) -> Result<(), OpError> {
+async fn cleanup(p: &Pair<'_, '_>) -> Result<(), OpError> {
+    let Pair { sh, src, dst, tables, mv, o } = *p;
     let name = move_name(mv.shard, &mv.dst);
     // Markers: only this pair's moves write them (moves at the same time
     // never share a group), and the subscription is gone.
@@ -396,18 +395,9 @@ async fn cleanup(
 
 /// Wait for the copy, then for the lag to fall under the gate; a stopped
 /// subscription or a lost slot means a redo.
-#[allow(clippy::too_many_arguments)]
-async fn follow(
-    env: Env<'_>,
-    sh: &Sharded<'_>,
-    src: &Group,
-    dst: &Group,
-    tables: &[String],
-    name: &str,
-    key: &str,
-    o: &Opts,
-    f: &mut Figures,
-) -> Result<(), Stop> {
+async fn follow(env: Env<'_>, p: &Pair<'_, '_>, key: &str, f: &mut Figures) -> Result<(), Stop> {
+    let Pair { sh, src, dst, tables, mv, o } = *p;
+    let name = &move_name(mv.shard, &mv.dst);
     let s = sh.group_db(&src.name, o.timeout).await?;
     let d = sh.group_db(&dst.name, o.timeout).await?;
     let leaves: Vec<String> = tables.iter().map(|t| shard_table(t, f.shard)).collect();
@@ -494,15 +484,8 @@ async fn follow(
 }
 
 /// Cut-over attempts until one fits in `max_pause`. Ok(true): switched.
-async fn cut_over(
-    sh: &Sharded<'_>,
-    src: &Group,
-    dst: &Group,
-    tables: &[String],
-    mv: &MoveRow,
-    o: &Opts,
-    f: &mut Figures,
-) -> Result<bool, OpError> {
+async fn cut_over(p: &Pair<'_, '_>, f: &mut Figures) -> Result<bool, OpError> {
+    let Pair { sh, src, dst, tables, mv, o } = *p;
     let c = sh.coord_db(o.timeout).await?;
     let s = sh.group_db(&src.name, o.timeout).await?;
     let d = sh.group_db(&dst.name, o.timeout).await?;
