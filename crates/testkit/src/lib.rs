@@ -52,8 +52,10 @@ impl Kit {
     }
 
     /// A kit whose commands keep clusters' state in a fresh 3-member etcd
-    /// (lock TTL 2 s; a command waits up to 10 s for a lock, so a re-run
-    /// after a kill -9 proceeds once the dead holder's lease expired).
+    /// (lock TTL 4 s; a command waits up to 10 s for a lock, so a re-run
+    /// after a kill -9 proceeds once the dead holder's lease expired). A
+    /// 2 s TTL gave up after 1.5 s without a renewal, which a loaded CI
+    /// machine reached once while etcd re-elected.
     pub fn with_etcd(bin: &str) -> Kit {
         let mut k = Kit::new(bin);
         k.etcd = Some(etcd::Etcd::start(k.dir.path(), 3));
@@ -106,7 +108,7 @@ impl Kit {
             Some(e) => v.extend([
                 ("PGSCALE_ETCD", Some(e.endpoints())),
                 ("PGSCALE_ETCD_PREFIX", Some("/test".to_string())),
-                ("PGSCALE_LOCK_TTL", Some("2s".to_string())),
+                ("PGSCALE_LOCK_TTL", Some("4s".to_string())),
                 ("PGSCALE_LOCK_WAIT", Some("10s".to_string())),
             ]),
             None => v.extend(
