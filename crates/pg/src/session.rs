@@ -15,6 +15,9 @@ pub struct Db {
     pub deadline: Duration,
 }
 
+/// How long a cancel request of a statement past its deadline may take.
+const CANCEL_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Statement parameters.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -37,7 +40,16 @@ impl Db {
         fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, PgError> {
         match tokio::time::timeout(d, fut).await {
-            Err(_) => Err(PgError::Timeout { what: what.into(), addr: self.addr.clone(), deadline: d }),
+            Err(_) => {
+                // The server may still be running the statement (waiting on
+                // a synchronous standby, a lock, a slot): ask it to stop, on
+                // the side, within a deadline of its own.
+                let token = self.c.cancel_token();
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CANCEL_DEADLINE, token.cancel_query(tokio_postgres::NoTls)).await;
+                });
+                Err(PgError::Timeout { what: what.into(), addr: self.addr.clone(), deadline: d })
+            }
             Ok(r) => r.map_err(|e| classify(what, &self.addr, e)),
         }
     }

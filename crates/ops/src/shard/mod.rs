@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod ddl;
 pub mod groups;
 pub mod init;
+pub mod leftovers;
 pub mod mover;
 pub mod rebalance;
 pub mod show;

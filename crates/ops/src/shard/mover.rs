@@ -15,6 +15,7 @@
 //! is torn down and redone.
 
 use super::catalog::{self, MoveRow};
+use super::leftovers;
 use super::{Group, Sharded};
 use crate::error::{failed, OpError};
 use crate::ui::Meter;
@@ -76,6 +77,14 @@ pub struct Figures {
     pub redos: i32,
     /// Finished by a later run (this run only cleaned up after a switch).
     pub resumed: bool,
+    /// When this run took the move up and when it finished it (RFC 3339,
+    /// UTC): moves of one `--parallel` wave overlap.
+    pub started: String,
+    pub finished: String,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 /// Why following a move stopped before the cut-over.
@@ -140,6 +149,7 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
         from: mv.src.clone(),
         to: mv.dst.clone(),
         redos: mv.redos,
+        started: now(),
         ..Default::default()
     };
     loop {
@@ -157,6 +167,7 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
             f.resumed = f.attempts == 0;
             cleanup(&pair!()).await?;
             exec::failpoint("move:cleaned");
+            f.finished = now();
             finish(&coord, &mv, &f).await?;
             env.ui.meter(&Meter { key: &key, phase: "done", done: 1, total: 1, detail: "", finished: true });
             return Ok(f);
@@ -172,11 +183,16 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
                 mv.src
             )));
         }
-        let (sp, dp) = (src.primary_name(), dst.primary_name());
+        let (sp, dp) = (primary_id(sh, &src, o.timeout).await?, primary_id(sh, &dst, o.timeout).await?);
         if mv.state == "copying" && (mv.src_primary.as_deref() != Some(&sp) || mv.dst_primary.as_deref() != Some(&dp)) {
+            let (which, was, now) = if mv.src_primary.as_deref() != Some(&sp) {
+                ("source", &mv.src_primary, &sp)
+            } else {
+                ("target", &mv.dst_primary, &dp)
+            };
             env.ui.say(&format!(
-                "{key}: the {} group's primary changed since the copy began: the move starts over",
-                if mv.src_primary.as_deref() != Some(&sp) { "source" } else { "target" }
+                "{key}: the {which} group's primary changed since the copy began ({} → {now}): the move starts over",
+                was.as_deref().unwrap_or("?")
             ));
             mv = redo(&coord, mv).await?;
             f.redos = mv.redos;
@@ -241,7 +257,7 @@ pub async fn run(env: Env<'_>, sh: &Sharded<'_>, mut mv: MoveRow, o: &Opts) -> R
 async fn changed_primary(sh: &Sharded<'_>, mv: &MoveRow, e: OpError) -> OpError {
     for (g, was) in [(&mv.src, &mv.src_primary), (&mv.dst, &mv.dst_primary)] {
         if let Ok(now) = fresh(sh, g).await {
-            if was.as_deref().is_some_and(|w| w != now.primary_name()) {
+            if was.as_deref().is_some_and(|w| w.split(" (").next() != Some(&now.primary_name())) {
                 return failed(format!(
                     "{}; group {g}'s primary is {} now: run the command again (or `pgscale resume`) and the move of shard {} starts over",
                     e.message,
@@ -252,6 +268,23 @@ async fn changed_primary(sh: &Sharded<'_>, mv: &MoveRow, e: OpError) -> OpError 
         }
     }
     e
+}
+
+/// A group's primary as a move records it: its name and timeline. Every
+/// promotion starts a timeline, so a node that lost the role and got it
+/// back while pgscale was away (A → B → A) is told apart too: the move's
+/// slot on it may be a stale copy kept by pg_rewind, and is not trusted.
+async fn primary_id(sh: &Sharded<'_>, g: &Group, d: Duration) -> Result<String, OpError> {
+    let db = sh.group_db(&g.name, d).await?;
+    let tl: i32 = db
+        .one(
+            "read the primary's timeline",
+            "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(format!("{} (timeline {tl})", g.primary_name()))
 }
 
 async fn fresh(sh: &Sharded<'_>, group: &str) -> Result<Group, OpError> {
@@ -324,7 +357,7 @@ async fn teardown(p: &Pair<'_, '_>) -> Result<(), OpError> {
     let Pair { sh, src, dst, tables, mv, o } = *p;
     let name = move_name(mv.shard, &mv.dst);
     let d = sh.group_db(&dst.name, o.timeout).await?;
-    drop_subscription(&d, &name).await?;
+    let sub = drop_subscription(&d, &name).await?;
     let leaves: Vec<String> = tables.iter().map(|t| shard_table(t, mv.shard)).collect();
     for l in &leaves {
         d.exec(
@@ -337,42 +370,48 @@ async fn teardown(p: &Pair<'_, '_>) -> Result<(), OpError> {
         .await?;
     }
     let s = sh.group_db(&src.name, o.timeout).await?;
-    drop_source(&s, &name, o).await
+    drop_source(&s, &name, sub, o).await
 }
 
-async fn drop_subscription(d: &Db, name: &str) -> Result<(), OpError> {
+/// The subscription dropped (disabled and detached from its slot first, so
+/// this never waits on the source). Returns its oid and the target's system
+/// identifier: the names of the table-sync slots it may leave on the source.
+pub(super) async fn drop_subscription(d: &Db, name: &str) -> Result<Option<(u32, u64)>, OpError> {
+    let ids = d
+        .opt(
+            "read the subscription",
+            "SELECT s.oid::int8, (SELECT system_identifier::text FROM pg_control_system()) FROM pg_subscription s WHERE s.subname = $1",
+            &[&name],
+        )
+        .await?
+        .map(|r| (r.get::<_, i64>(0) as u32, r.get::<_, String>(1).parse().unwrap_or(0)));
     d.exec("detach the subscription from its slot", &sql::drop_subscription(name)).await?;
     d.exec("drop the subscription", &format!("DROP SUBSCRIPTION IF EXISTS {name}")).await?;
-    Ok(())
+    Ok(ids)
 }
 
-/// Publication and slot off the source (the walsender ended first; a slot
-/// still held is retried for a few seconds).
-async fn drop_source(s: &Db, name: &str, o: &Opts) -> Result<(), OpError> {
+/// Publication and slot off the source, and the table-sync slots of the
+/// dropped subscription `sub` (a subscription detached from its slot does
+/// not drop them itself); each slot once its walsender ended.
+async fn drop_source(s: &Db, name: &str, sub: Option<(u32, u64)>, o: &Opts) -> Result<(), OpError> {
     s.exec("drop the publication", &sql::drop_source_side(name)).await?;
-    let until = Instant::now() + o.timeout;
-    loop {
-        s.exec(
-            "drop the slot",
-            &format!(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = {} AND NOT active",
-                plan::sql::literal(name)
-            ),
+    leftovers::drop_slot(s, name, o.timeout).await?;
+    let Some(sub) = sub else { return Ok(()) };
+    let syncs: Vec<String> = s
+        .rows(
+            "find the table-sync slots",
+            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'pg\\_%\\_sync\\_%'",
+            &[],
         )
-        .await?;
-        let left: i64 = s
-            .one("look for the slot", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", &[&name])
-            .await?
-            .get(0);
-        if left == 0 {
-            return Ok(());
-        }
-        if Instant::now() > until {
-            return Err(failed(format!("slot {name} is still in use on {}; run again", s.addr())));
-        }
-        s.exec("end the walsender", &sql::drop_source_side(name)).await?;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        .await?
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|n| leftovers::sync_slot(n) == Some(sub))
+        .collect();
+    for n in syncs {
+        leftovers::drop_slot(s, &n, o.timeout).await?;
     }
+    Ok(())
 }
 
 /// After the switch: the replication objects and the source's rows go.
@@ -382,10 +421,10 @@ async fn cleanup(p: &Pair<'_, '_>) -> Result<(), OpError> {
     // Markers: only this pair's moves write them (moves at the same time
     // never share a group), and the subscription is gone.
     let d = sh.group_db(&dst.name, o.timeout).await?;
-    drop_subscription(&d, &name).await?;
+    let sub = drop_subscription(&d, &name).await?;
     d.exec("clear markers", "DELETE FROM pgscale.marker").await?;
     let s = sh.group_db(&src.name, o.timeout).await?;
-    drop_source(&s, &name, o).await?;
+    drop_source(&s, &name, sub, o).await?;
     for t in tables {
         s.exec("drop the source's copy", &format!("DROP TABLE IF EXISTS {}", shard_table(t, mv.shard))).await?;
     }

@@ -4,7 +4,7 @@
 
 use super::catalog::{self, MoveRow};
 use super::mover::{self, Figures, Opts};
-use super::{groups, Group, ShardLock, Sharded};
+use super::{groups, leftovers, Group, ShardLock, Sharded};
 use crate::error::{invalid, problems, refused, OpError};
 use crate::{Env, Outcome};
 use plan::shard::{balance, waves, Move};
@@ -60,10 +60,15 @@ pub async fn rebalance(env: Env<'_>, r: &Request) -> Result<Report, OpError> {
 }
 
 pub(crate) async fn run(env: Env<'_>, sh: &Sharded<'_>, r: &Request) -> Result<Report, OpError> {
+    let _lock = if r.dry_run { None } else { Some(ShardLock::take(sh, "rebalance", r.moves.timeout).await?) };
+    run_held(env, sh, r).await
+}
+
+/// rebalance with the shard lock held (or a dry run).
+async fn run_held(env: Env<'_>, sh: &Sharded<'_>, r: &Request) -> Result<Report, OpError> {
     let start = std::time::Instant::now();
     let coord = sh.coord_db(r.moves.timeout).await?;
     let mut report = Report { cluster: sh.name.clone(), ..Default::default() };
-    let _lock = if r.dry_run { None } else { Some(ShardLock::take(sh, "rebalance", r.moves.timeout).await?) };
     let unfinished = catalog::moves(&coord, true).await?;
     let tables = catalog::table_names(&coord).await?;
     let placement = catalog::placement(&coord).await?;
@@ -92,6 +97,7 @@ pub(crate) async fn run(env: Env<'_>, sh: &Sharded<'_>, r: &Request) -> Result<R
         // DDL a group missed (a failed `pgscale ddl`) comes first.
         groups::prepare_data(sh, &coord, g, r.moves.timeout).await?;
     }
+    leftovers::sweep(env, sh, &coord, r.moves.timeout).await?;
     if !unfinished.is_empty() {
         env.ui.say(&format!("finishing {} unfinished move(s) first", unfinished.len()));
         let ms: Vec<Move> = unfinished
@@ -403,6 +409,7 @@ pub async fn move_one(env: Env<'_>, r: &Request, shard: u32, to: &str) -> Result
         report.planned.push(mv);
         return Ok(report);
     }
+    leftovers::sweep(env, &sh, &coord, r.moves.timeout).await?;
     if unfinished.is_none() {
         disk_room(&sh, std::slice::from_ref(&mv), r).await?;
     }
@@ -447,18 +454,19 @@ pub async fn shrink(env: Env<'_>, r: &Request, group: &str, yes: bool) -> Result
         return Err(refused(format!("{group} is the last data group of {}: the shards have nowhere to go", r.name)));
     }
     let coord = sh.coord_db(r.moves.timeout).await?;
-    if !r.dry_run {
-        coord
-            .modify("mark the group draining", "UPDATE pgscale.groups SET draining = true WHERE name = $1", &[&group])
-            .await?;
-    }
-    let mut report = if r.dry_run {
+    if r.dry_run {
         // As if draining: the plan moves everything off it.
         let active: Vec<String> = sh.data.keys().filter(|g| *g != group).cloned().collect();
         return preview(&sh, &coord, &active, r).await;
-    } else {
-        run(env, &sh, r).await?
-    };
+    }
+    // The lock is held until the group is gone: no other shard operation
+    // sees it half-removed, and a shrink refused by another one's lock
+    // leaves the group as it was.
+    let _lock = ShardLock::take(&sh, "shrink", r.moves.timeout).await?;
+    coord
+        .modify("mark the group draining", "UPDATE pgscale.groups SET draining = true WHERE name = $1", &[&group])
+        .await?;
+    let mut report = run_held(env, &sh, r).await?;
     let left: i64 = coord
         .one("count the group's shards", "SELECT count(*) FROM pgscale.shards WHERE grp = $1", &[&group])
         .await?

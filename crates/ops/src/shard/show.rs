@@ -7,7 +7,6 @@ use super::catalog::{self, MoveRow};
 use super::Sharded;
 use crate::error::OpError;
 use plan::check::{Finding, Severity};
-use plan::shard::names::MOVE_PREFIX;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -151,50 +150,46 @@ pub async fn findings(stores: &store::Stores, name: &str, timeout: Duration) -> 
         ));
     }
     let moving: Vec<String> = moves.iter().map(|m| plan::shard::names::move_name(m.shard, &m.dst)).collect();
+    let (left, errors) = super::leftovers::find(&sh, timeout, &moving).await;
+    for (g, e) in errors {
+        out.push(finding(Severity::Critical, &g, e.message));
+    }
+    for l in left {
+        out.push(finding(
+            Severity::Warning,
+            &l.group,
+            format!("{}; `pgscale rebalance -n {}` removes it", l.describe(), sh.name),
+        ));
+    }
     let futs = sh.data.keys().map(|g| {
         let placement = &placement;
         let tables = &tables;
         let moves = &moves;
-        let moving = &moving;
         let sh = &sh;
         async move {
             let mut out = Vec::new();
-            let db = match sh.group_db(g, timeout).await {
-                Ok(db) => db,
-                Err(e) => return vec![finding(Severity::Critical, g, e.message)],
-            };
-            let like = format!("{MOVE_PREFIX}%");
-            let q = "SELECT 'publication', pubname::text FROM pg_publication WHERE pubname LIKE $1 \
-                     UNION ALL SELECT 'subscription', subname::text FROM pg_subscription WHERE subname LIKE $1 \
-                     UNION ALL SELECT 'replication slot', slot_name::text FROM pg_replication_slots WHERE slot_name LIKE $1";
-            match db.rows("find move leftovers", q, &[&like]).await {
-                Ok(rows) => {
-                    for r in rows {
-                        let (kind, name): (String, String) = (r.get(0), r.get(1));
-                        if !moving.contains(&name) {
-                            out.push(finding(
-                                Severity::Warning,
-                                g,
-                                format!("{kind} {name} is left over from a move that is not running; `pgscale rebalance -n {}` cleans it up", sh.name),
-                            ));
-                        }
-                    }
-                }
-                Err(e) => out.push(finding(Severity::Critical, g, e.to_string())),
-            }
+            // A group that cannot be read is reported above.
+            let Ok(db) = sh.group_db(g, timeout).await else { return out };
             let q = "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE n.nspname = 'pgscale_shards' AND c.relkind = 'r'";
             if let Ok(rows) = db.rows("find shard tables", q, &[]).await {
                 for r in rows {
                     let rel: String = r.get(0);
-                    let Some((t, s)) = rel.rsplit_once('_').and_then(|(t, s)| Some((t.to_string(), s.parse::<u32>().ok()?))) else { continue };
+                    let Some((t, s)) =
+                        rel.rsplit_once('_').and_then(|(t, s)| Some((t.to_string(), s.parse::<u32>().ok()?)))
+                    else {
+                        continue;
+                    };
                     let holds = placement.get(&s).is_some_and(|x| x == g);
                     let incoming = moves.iter().any(|m| m.shard == s && (m.dst == *g || m.src == *g));
                     if tables.contains(&t) && !holds && !incoming {
                         out.push(finding(
                             Severity::Warning,
                             g,
-                            format!("table pgscale_shards.{rel} is here but shard {s} is on {}: a leftover copy", placement.get(&s).cloned().unwrap_or_default()),
+                            format!(
+                                "table pgscale_shards.{rel} is here but shard {s} is on {}: a leftover copy",
+                                placement.get(&s).cloned().unwrap_or_default()
+                            ),
                         ));
                     }
                 }

@@ -211,10 +211,14 @@ pub fn drop_subscription(name: &str) -> String {
 /// The source's side of a move, gone: the walsender ended, the slot and
 /// the publication dropped.
 pub fn drop_source_side(name: &str) -> String {
+    format!("{}DROP PUBLICATION IF EXISTS {name};\n", end_walsender(name))
+}
+
+/// The walsender holding a slot (if any) ended, so the slot can go.
+pub fn end_walsender(slot: &str) -> String {
     format!(
-        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = {n} AND active_pid IS NOT NULL;\n\
-         DROP PUBLICATION IF EXISTS {name};\n",
-        n = literal(name)
+        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = {} AND active_pid IS NOT NULL;\n",
+        literal(slot)
     )
 }
 
