@@ -455,20 +455,21 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
     b.assert_clean();
 
     // The source's primary loses the role and gets it back while pgscale
-    // is away (A → B → A): the same node on a new timeline; the move's
-    // slot on it is not trusted, the move is redone.
+    // is away (A → B → A; a dg2 shard: dg1 has few left): the same node on
+    // a new timeline; the move's slot on it is not trusted, the move is
+    // redone.
     let load = b.load(ledger);
-    let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
+    let shard = (0..8u64).find(|s| b.holder(*s) == "dg2").unwrap();
     let s = shard.to_string();
-    let mv = ["move", "-n", "shk", "--shard", &s, "--to", "dg2"];
+    let mv = ["move", "-n", "shk", "--shard", &s, "--to", "dg1"];
     assert!(!b.k.cmd().env("PGSCALE_FAILPOINT", "move:set-up").args(mv).output().unwrap().status.success());
-    b.pgscale(&["switchover", "-n", "shk_dg1", "--to", "shkdg1b", "--yes"]);
-    b.pgscale(&["switchover", "-n", "shk_dg1", "--to", "shkdg1a", "--yes"]);
+    b.pgscale(&["switchover", "-n", "shk_dg2", "--to", "shkdg2b", "--yes"]);
+    b.pgscale(&["switchover", "-n", "shk_dg2", "--to", "shkdg2a", "--yes"]);
     let out = b.k.cmd().args(mv).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("source group's primary changed") && err.contains("→ shkdg1a (timeline"), "{err}");
-    assert_eq!(b.holder(shard), "dg2");
+    assert!(err.contains("source group's primary changed") && err.contains("→ shkdg2a (timeline"), "{err}");
+    assert_eq!(b.holder(shard), "dg1");
     let ledger = load.finish();
     b.verify(&ledger);
     b.assert_clean();
