@@ -441,7 +441,10 @@ fn fail_over(fault: Fault) {
         sql(&k, &nn, "SELECT string_agg(application_name, ',' ORDER BY application_name) FROM pg_stat_replication WHERE state = 'streaming'").as_deref()
             == Some(want)
     });
-    assert_eq!(sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref(), Some("t"));
+    // (A one-off `psql` right after may meet a busy machine: asked again.)
+    wait_for(&k, "pg1 answers as a standby", 20, || {
+        sql(&k, "pg1", "SELECT pg_is_in_recovery()").as_deref() == Some("t")
+    });
     assert_eq!(status_of(&k, "af")["leader"], nn.as_str());
     wait_for(&k, "the new primary answers /primary", 20, || http_get(&http_addr(&k, new), "/primary").0 == 200);
     if let Some((rw, _, _)) = &haproxy {

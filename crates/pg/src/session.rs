@@ -15,8 +15,9 @@ pub struct Db {
     pub deadline: Duration,
 }
 
-/// How long a cancel request of a statement past its deadline may take.
-const CANCEL_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a cancel request of a statement past its deadline may take
+/// (on a frozen node it adds this much to the failed call).
+const CANCEL_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Statement parameters.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -42,12 +43,12 @@ impl Db {
         match tokio::time::timeout(d, fut).await {
             Err(_) => {
                 // The server may still be running the statement (waiting on
-                // a synchronous standby, a lock, a slot): ask it to stop, on
-                // the side, within a deadline of its own.
+                // a synchronous standby, a lock, a slot): ask it to stop,
+                // within a deadline of its own, before the session is used
+                // again (a cancel arriving later could hit the next statement;
+                // one reaching an idle session is ignored).
                 let token = self.c.cancel_token();
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(CANCEL_DEADLINE, token.cancel_query(tokio_postgres::NoTls)).await;
-                });
+                let _ = tokio::time::timeout(CANCEL_DEADLINE, token.cancel_query(tokio_postgres::NoTls)).await;
                 Err(PgError::Timeout { what: what.into(), addr: self.addr.clone(), deadline: d })
             }
             Ok(r) => r.map_err(|e| classify(what, &self.addr, e)),

@@ -8,7 +8,7 @@
 
 use super::Sharded;
 use crate::error::{failed, OpError};
-use plan::shard::names::{move_name, MOVE_PREFIX};
+use plan::shard::names::{is_move_name, move_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,12 @@ pub fn sync_slot(name: &str) -> Option<(u32, u64)> {
     Some((oid.parse().ok()?, sysid.parse().ok()?))
 }
 
+/// A system identifier as `pg_control_system()` prints it (a bigint, so
+/// negative past 2^63), as the unsigned number slot names carry.
+pub fn system_id(text: &str) -> u64 {
+    text.trim().parse::<i64>().map(|v| v as u64).unwrap_or(0)
+}
+
 /// What one group's primary holds.
 struct Seen {
     sysid: u64,
@@ -65,7 +71,8 @@ async fn read(sh: &Sharded<'_>, g: &str, timeout: Duration) -> Result<Seen, OpEr
         .iter()
         .map(|r| r.get::<_, i64>(0) as u32)
         .collect();
-    let like = format!("{MOVE_PREFIX}%");
+    // Only names a move makes (`_` is a wildcard of LIKE: checked again).
+    let like = "pgscale\\_mv\\_%";
     let q = "SELECT 'publication', pubname::text FROM pg_publication WHERE pubname LIKE $1 \
              UNION ALL SELECT 'subscription', subname::text FROM pg_subscription WHERE subname LIKE $1 \
              UNION ALL SELECT 'replication slot', slot_name::text FROM pg_replication_slots WHERE slot_name LIKE $1";
@@ -73,6 +80,7 @@ async fn read(sh: &Sharded<'_>, g: &str, timeout: Duration) -> Result<Seen, OpEr
         .rows("find move leftovers", q, &[&like])
         .await?
         .iter()
+        .filter(|r| is_move_name(&r.get::<_, String>(1)))
         .map(|r| {
             let kind = match r.get::<_, String>(0).as_str() {
                 "publication" => "publication",
@@ -92,7 +100,7 @@ async fn read(sh: &Sharded<'_>, g: &str, timeout: Duration) -> Result<Seen, OpEr
         .iter()
         .map(|r| r.get(0))
         .collect();
-    Ok(Seen { sysid: sysid.parse().unwrap_or(0), subscriptions, moves, sync_slots })
+    Ok(Seen { sysid: system_id(&sysid), subscriptions, moves, sync_slots })
 }
 
 /// Every data group's leftovers (`moving`: the names of unfinished moves,
@@ -111,7 +119,12 @@ pub async fn find(sh: &Sharded<'_>, timeout: Duration, moving: &[String]) -> (Ve
             Err(e) => errors.push((g, e)),
         }
     }
-    let by_sysid: BTreeMap<u64, &Seen> = seen.values().map(|s| (s.sysid, s)).collect();
+    // Subscriptions by the system identifier of the cluster holding them (two
+    // groups with one identifier, a copy restored as a new group: the union).
+    let mut by_sysid: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+    for s in seen.values() {
+        by_sysid.entry(s.sysid).or_default().extend(&s.subscriptions);
+    }
     let mut out = Vec::new();
     for (g, s) in &seen {
         for (kind, name) in &s.moves {
@@ -123,7 +136,7 @@ pub async fn find(sh: &Sharded<'_>, timeout: Duration, moving: &[String]) -> (Ve
             // Only slots of our own groups' subscriptions, and only once the
             // subscription is gone.
             let Some((oid, sysid)) = sync_slot(name) else { continue };
-            if by_sysid.get(&sysid).is_some_and(|owner| !owner.subscriptions.contains(&oid)) {
+            if by_sysid.get(&sysid).is_some_and(|subs| !subs.contains(&oid)) {
                 out.push(Leftover { group: g.clone(), kind: "table-sync slot", name: name.clone() });
             }
         }
@@ -135,23 +148,35 @@ pub async fn find(sh: &Sharded<'_>, timeout: Duration, moving: &[String]) -> (Ve
 /// the slots they held on the sources go idle), then publications and
 /// slots. Returns how many objects went.
 pub async fn remove(sh: &Sharded<'_>, timeout: Duration, moving: &[String]) -> Result<usize, OpError> {
-    let (left, errors) = find(sh, timeout, moving).await;
-    if let Some((g, e)) = errors.into_iter().next() {
-        return Err(failed(format!("cannot look for a move's leftovers on group {g}: {}", e.message)));
-    }
-    for l in left.iter().filter(|l| l.kind == "subscription") {
-        let db = sh.group_db(&l.group, timeout).await?;
-        super::mover::drop_subscription(&db, &l.name).await?;
+    let look = || async {
+        let (left, errors) = find(sh, timeout, moving).await;
+        match errors.into_iter().next() {
+            Some((g, e)) => Err(failed(format!("cannot look for a move's leftovers on group {g}: {}", e.message))),
+            None => Ok(left),
+        }
+    };
+    let mut left = look().await?;
+    let subs: Vec<&Leftover> = left.iter().filter(|l| l.kind == "subscription").collect();
+    let mut n = subs.len();
+    if n > 0 {
+        for l in subs {
+            let db = sh.group_db(&l.group, timeout).await?;
+            super::mover::drop_subscription(&db, &l.name).await?;
+        }
+        // Their table-sync slots are orphans now.
+        left = look().await?;
     }
     for l in left.iter().filter(|l| l.kind == "publication") {
         let db = sh.group_db(&l.group, timeout).await?;
-        db.exec("drop a leftover publication", &format!("DROP PUBLICATION IF EXISTS {}", l.name)).await?;
+        db.exec("drop a leftover publication", &format!("DROP PUBLICATION IF EXISTS {}", plan::sql::ident(&l.name)))
+            .await?;
     }
     for l in left.iter().filter(|l| l.kind.ends_with("slot")) {
         let db = sh.group_db(&l.group, timeout).await?;
         drop_slot(&db, &l.name, timeout).await?;
     }
-    Ok(left.len())
+    n += left.len();
+    Ok(n)
 }
 
 /// Before a move command moves anything (under the shard lock): what earlier
@@ -195,6 +220,13 @@ pub async fn drop_slot(db: &pg::Db, name: &str, timeout: Duration) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_identifiers_past_2_63_read_as_slot_names_print_them() {
+        assert_eq!(system_id("7441785238137371905"), 7441785238137371905);
+        assert_eq!(system_id("-1"), u64::MAX);
+        assert_eq!(system_id("x"), 0);
+    }
 
     #[test]
     fn table_sync_slot_names_are_read() {

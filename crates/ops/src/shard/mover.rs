@@ -275,7 +275,10 @@ async fn changed_primary(sh: &Sharded<'_>, mv: &MoveRow, e: OpError) -> OpError 
 /// back while pgscale was away (A → B → A) is told apart too: the move's
 /// slot on it may be a stale copy kept by pg_rewind, and is not trusted.
 async fn primary_id(sh: &Sharded<'_>, g: &Group, d: Duration) -> Result<String, OpError> {
-    let db = sh.group_db(&g.name, d).await?;
+    // The group as just loaded (`sh` may name an earlier primary).
+    let db = Db::open(&g.primary_target(), &sh.database, d)
+        .await
+        .map_err(|e| failed(format!("group {} of {}: {e}", g.name, sh.name)))?;
     let tl: i32 = db
         .one(
             "read the primary's timeline",
@@ -384,9 +387,9 @@ pub(super) async fn drop_subscription(d: &Db, name: &str) -> Result<Option<(u32,
             &[&name],
         )
         .await?
-        .map(|r| (r.get::<_, i64>(0) as u32, r.get::<_, String>(1).parse().unwrap_or(0)));
+        .map(|r| (r.get::<_, i64>(0) as u32, leftovers::system_id(&r.get::<_, String>(1))));
     d.exec("detach the subscription from its slot", &sql::drop_subscription(name)).await?;
-    d.exec("drop the subscription", &format!("DROP SUBSCRIPTION IF EXISTS {name}")).await?;
+    d.exec("drop the subscription", &format!("DROP SUBSCRIPTION IF EXISTS {}", plan::sql::ident(name))).await?;
     Ok(ids)
 }
 

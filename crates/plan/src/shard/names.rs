@@ -101,9 +101,31 @@ pub fn move_name(shard: u32, dst: &str) -> String {
 /// Prefix of every move object: a leftover one is a `check` finding.
 pub const MOVE_PREFIX: &str = "pgscale_mv_";
 
+/// Whether `name` is one `move_name` makes (`pgscale_mv_<shard>_<group>`,
+/// a group name being `[a-z0-9_]+`): only such objects are a move's.
+pub fn is_move_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(MOVE_PREFIX) else { return false };
+    let Some((shard, group)) = rest.split_once('_') else { return false };
+    shard.parse::<u32>().is_ok()
+        && !shard.starts_with('+')
+        && !group.is_empty()
+        && group.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn move_names_are_recognised() {
+        assert!(is_move_name(&move_name(7, "dg3")));
+        assert!(is_move_name("pgscale_mv_0_dg_2"));
+        for n in
+            ["pgscale_mv2_x", "pgscale_mv_x_dg1", "pgscale_mv_7_", "pgscale_mv_7_DG1", "pgscale_mv_+7_dg1", "mv_7_dg1"]
+        {
+            assert!(!is_move_name(n), "{n}");
+        }
+    }
 
     #[test]
     fn names_are_checked_and_fit() {

@@ -195,14 +195,18 @@ pub fn create_subscription(name: &str, conninfo: &str) -> String {
     )
 }
 
-/// Drop a subscription without touching its slot (the source may be gone;
-/// pgscale drops the slot itself).
+/// Make a subscription droppable without the source: disabled, detached
+/// from its slot, and pointed at nothing (PostgreSQL 15's DROP SUBSCRIPTION
+/// still connects to drop the table-sync slots of an unfinished copy, and
+/// would wait out connect_timeout on a dead host). pgscale drops the slot
+/// and the table-sync slots on the source itself.
 pub fn drop_subscription(name: &str) -> String {
     format!(
         "DO $pgscale$ BEGIN\n\
          IF EXISTS (SELECT 1 FROM pg_subscription WHERE subname = {n}) THEN\n\
          ALTER SUBSCRIPTION {name} DISABLE;\n\
          ALTER SUBSCRIPTION {name} SET (slot_name = NONE);\n\
+         ALTER SUBSCRIPTION {name} CONNECTION 'host=/nonexistent/pgscale-detached';\n\
          END IF; END $pgscale$;\n",
         n = literal(name)
     )
