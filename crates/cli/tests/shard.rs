@@ -99,6 +99,13 @@ impl Bed {
         ok(self.k.cmd().args(args).output().unwrap())
     }
 
+    /// `pgscale ARGS --output json`, parsed.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        serde_json::from_str(&self.pgscale(&a)).unwrap()
+    }
+
     fn psql_coord(&self, sql: &str) -> String {
         self.pgscale(&["psql", "-n", &self.name, "--", "-Atc", sql])
     }
@@ -139,7 +146,7 @@ impl Bed {
     }
 
     fn shards(&self) -> Value {
-        serde_json::from_str(&self.pgscale(&["shards", "-n", &self.name, "--output", "json"])).unwrap()
+        self.json(&["shards", "-n", &self.name])
     }
 
     fn holder(&self, shard: u64) -> String {
@@ -227,14 +234,13 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
     let b = Bed::new("shp", 40, &["dg1", "dg2"]);
     assert_eq!(b.counts(), vec![("dg1".into(), 4), ("dg2".into(), 4)]);
     // Every command works on a group: --group, or a node of the group.
-    let s: Value =
-        serde_json::from_str(&b.pgscale(&["status", "-n", "shp", "--group", "dg2", "--output", "json"])).unwrap();
+    let s: Value = b.json(&["status", "-n", "shp", "--group", "dg2"]);
     assert_eq!(s["cluster"], "shp_dg2");
     assert_eq!(
         b.pgscale(&["psql", "-n", "shp", "--node", "shpdg2b", "--", "-Atc", "SELECT pg_is_in_recovery()"]).trim(),
         "t"
     );
-    let all: Value = serde_json::from_str(&b.pgscale(&["status", "-n", "shp", "--output", "json"])).unwrap();
+    let all: Value = b.json(&["status", "-n", "shp"]);
     assert_eq!(all.as_array().map(|a| a.len()), Some(3), "status covers every group: {all}");
     // A table without a primary key is refused with the reason.
     let o =
@@ -262,17 +268,7 @@ fn expand_rebalance_shrink_under_load_lose_nothing() {
     let add = format!("data:\n  - name: dg3\n    nodes:\n{}", nodes_yaml(&b.k, &group_nodes("shpdg3", 43), "      "));
     let f = b.k.write("add.yaml", &add);
     // The dry run shows the moves onto the new group (8 shards over 3: 2 move).
-    let plan: Value = serde_json::from_str(&b.pgscale(&[
-        "expand",
-        "-n",
-        "shp",
-        "-c",
-        f.to_str().unwrap(),
-        "--dry-run",
-        "--output",
-        "json",
-    ]))
-    .unwrap();
+    let plan: Value = b.json(&["expand", "-n", "shp", "-c", f.to_str().unwrap(), "--dry-run"]);
     let planned = plan["planned"].as_array().unwrap();
     assert_eq!(planned.len(), 2, "{plan}");
     assert!(planned.iter().all(|m| m["to"] == "dg3" && m["bytes"].as_u64().unwrap() > 0), "{plan}");
@@ -499,18 +495,7 @@ fn parallel_moves_run_between_disjoint_pairs_and_a_crashed_source_is_survived() 
             &format!("  - name: {g}\n    nodes:\n{}", nodes_yaml(&b.k, &group_of(&format!("shq{g}"), a, 1), "      "));
     }
     let f = b.k.write("add.yaml", &add);
-    let rep: Value = serde_json::from_str(&b.pgscale(&[
-        "expand",
-        "-n",
-        "shq",
-        "-c",
-        f.to_str().unwrap(),
-        "--parallel",
-        "2",
-        "--output",
-        "json",
-    ]))
-    .unwrap();
+    let rep: Value = b.json(&["expand", "-n", "shq", "-c", f.to_str().unwrap(), "--parallel", "2"]);
     assert_eq!(b.counts().iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2, 2, 2, 2], "{rep}");
     let moves = rep["moves"].as_array().unwrap();
     assert_eq!(moves.len(), 4, "{rep}");
@@ -646,8 +631,7 @@ fn expand_figures() {
     let f = b.k.write("add.yaml", &add);
     b.pgscale(&["expand", "-n", "bex", "-c", f.to_str().unwrap(), "--no-rebalance"]);
     let groups_s = t_expand.elapsed().as_secs_f64();
-    let plan: Value =
-        serde_json::from_str(&b.pgscale(&["rebalance", "-n", "bex", "--dry-run", "--output", "json"])).unwrap();
+    let plan: Value = b.json(&["rebalance", "-n", "bex", "--dry-run"]);
     let planned = plan["planned"].as_array().unwrap().clone();
     // Bare copies of a few of the shards about to move, same nodes, same run.
     let mut bare: Vec<(u64, f64)> = Vec::new();
@@ -657,7 +641,7 @@ fn expand_figures() {
         bare.push((shard, bare_copy(&b, src, "dg3", shard)));
     }
     let t_moves = std::time::Instant::now();
-    let rep: Value = serde_json::from_str(&b.pgscale(&["rebalance", "-n", "bex", "--output", "json"])).unwrap();
+    let rep: Value = b.json(&["rebalance", "-n", "bex"]);
     let moves_s = t_moves.elapsed().as_secs_f64();
     let ledger = load.finish();
     b.verify(&ledger);
@@ -724,7 +708,7 @@ fn expand_figures() {
 
 /// A node's address in a group's recorded inventory.
 fn addr_of(b: &Bed, cluster: &str, node: &str) -> (String, u16) {
-    let s: Value = serde_json::from_str(&b.pgscale(&["status", "-n", cluster, "--output", "json"])).unwrap();
+    let s: Value = b.json(&["status", "-n", cluster]);
     let n = s["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).unwrap();
     (n["host"].as_str().unwrap().to_string(), n["port"].as_u64().unwrap() as u16)
 }
