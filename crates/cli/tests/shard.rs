@@ -99,6 +99,23 @@ impl Bed {
         ok(self.k.cmd().args(args).output().unwrap())
     }
 
+    /// `pgscale move` of `shard` to `to`, with failpoint `fp` if any.
+    fn run_move(&self, shard: u64, to: &str, fp: Option<&str>) -> std::process::Output {
+        let mut c = self.k.cmd();
+        if let Some(fp) = fp {
+            c.env("PGSCALE_FAILPOINT", fp);
+        }
+        c.args(["move", "-n", &self.name, "--shard", &shard.to_string(), "--to", to]).output().unwrap()
+    }
+
+    /// One of `from`'s shards set moving to `to`, pgscale killed at `fp`.
+    fn die_moving(&self, from: &str, to: &str, fp: &str) -> u64 {
+        let shard = (0..8u64).find(|s| self.holder(*s) == from).unwrap();
+        let o = self.run_move(shard, to, Some(fp));
+        assert!(!o.status.success(), "{fp}: pgscale was to die: {}", String::from_utf8_lossy(&o.stderr));
+        shard
+    }
+
     /// `pgscale ARGS --output json`, parsed.
     fn json(&self, args: &[&str]) -> Value {
         let mut a = args.to_vec();
@@ -416,17 +433,11 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
         let shard = i as u64;
         let from = b.holder(shard);
         let to = if from == "dg1" { "dg2" } else { "dg1" };
-        let s = shard.to_string();
-        let o =
-            b.k.cmd()
-                .env("PGSCALE_FAILPOINT", fp)
-                .args(["move", "-n", "shk", "--shard", &s, "--to", to])
-                .output()
-                .unwrap();
+        let o = b.run_move(shard, to, Some(fp));
         assert!(!o.status.success(), "{fp}: pgscale was to die: {}", String::from_utf8_lossy(&o.stderr));
         // Re-run: the same command, or resume.
         if i % 2 == 0 {
-            b.pgscale(&["move", "-n", "shk", "--shard", &s, "--to", to]);
+            testkit::ok(b.run_move(shard, to, None));
         } else {
             b.pgscale(&["resume", "-n", "shk"]);
         }
@@ -439,12 +450,9 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
     // A node restart mid-move: the source group's primary restarts while
     // the move is set up; the re-run finishes it.
     let load = b.load(ledger);
-    let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
-    let s = shard.to_string();
-    let mv = ["move", "-n", "shk", "--shard", &s, "--to", "dg2"];
-    assert!(!b.k.cmd().env("PGSCALE_FAILPOINT", "move:set-up").args(mv).output().unwrap().status.success());
+    let shard = b.die_moving("dg1", "dg2", "move:set-up");
     b.pg_ctl("shkdg1a", &["restart", "-m", "fast"]);
-    b.pgscale(&mv);
+    testkit::ok(b.run_move(shard, "dg2", None));
     assert_eq!(b.holder(shard), "dg2");
     let ledger = load.finish();
     b.verify(&ledger);
@@ -455,13 +463,10 @@ fn a_move_killed_after_every_step_or_losing_its_source_primary_finishes_on_rerun
     // a new timeline; the move's slot on it is not trusted, the move is
     // redone.
     let load = b.load(ledger);
-    let shard = (0..8u64).find(|s| b.holder(*s) == "dg2").unwrap();
-    let s = shard.to_string();
-    let mv = ["move", "-n", "shk", "--shard", &s, "--to", "dg1"];
-    assert!(!b.k.cmd().env("PGSCALE_FAILPOINT", "move:set-up").args(mv).output().unwrap().status.success());
+    let shard = b.die_moving("dg2", "dg1", "move:set-up");
     b.pgscale(&["switchover", "-n", "shk_dg2", "--to", "shkdg2b", "--yes"]);
     b.pgscale(&["switchover", "-n", "shk_dg2", "--to", "shkdg2a", "--yes"]);
-    let out = b.k.cmd().args(mv).output().unwrap();
+    let out = b.run_move(shard, "dg1", None);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     assert!(err.contains("source group's primary changed") && err.contains("→ shkdg2a (timeline"), "{err}");
@@ -522,14 +527,11 @@ fn parallel_moves_run_between_disjoint_pairs_and_a_crashed_source_is_survived() 
     // the re-run finishes the move and nothing is lost.
     let load = b.load(ledger);
     std::thread::sleep(Duration::from_millis(500));
-    let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
-    let s = shard.to_string();
-    let mv = ["move", "-n", "shq", "--shard", &s, "--to", "dg2"];
-    assert!(!b.k.cmd().env("PGSCALE_FAILPOINT", "move:caught-up").args(mv).output().unwrap().status.success());
+    let shard = b.die_moving("dg1", "dg2", "move:caught-up");
     testkit::kill_server(testkit::postmaster_pid(&b.k.path("shqdg1a")).expect("dg1's primary runs"));
     std::thread::sleep(Duration::from_millis(500));
     b.pg_ctl("shqdg1a", &["start"]);
-    b.pgscale(&mv);
+    testkit::ok(b.run_move(shard, "dg2", None));
     assert_eq!(b.holder(shard), "dg2");
     let ledger = load.finish();
     b.verify(&ledger);
@@ -550,15 +552,14 @@ fn failover_mid_move(
     rerun: Option<&[&str]>,
 ) -> Ledger {
     let load = b.load(ledger);
-    let shard = (0..8u64).find(|s| b.holder(*s) == "dg1").unwrap();
-    let s = shard.to_string();
-    let mv = ["move", "-n", "shk", "--shard", &s, "--to", "dg2"];
-    let o = b.k.cmd().env("PGSCALE_FAILPOINT", fp).args(mv).output().unwrap();
-    assert!(!o.status.success());
+    let shard = b.die_moving("dg1", "dg2", fp);
     let old = format!("shk{group}a");
     testkit::kill_server(testkit::postmaster_pid(&b.k.path(&old)).expect("the group's primary runs"));
     b.pgscale(failover);
-    let out = b.k.cmd().args(rerun.unwrap_or(&mv)).output().unwrap();
+    let out = match rerun {
+        Some(r) => b.k.cmd().args(r).output().unwrap(),
+        None => b.run_move(shard, "dg2", None),
+    };
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     let which = if group == "dg1" { "source" } else { "target" };
