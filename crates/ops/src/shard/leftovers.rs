@@ -50,6 +50,12 @@ pub fn system_id(text: &str) -> u64 {
     text.trim().parse::<i64>().map(|v| v as u64).unwrap_or(0)
 }
 
+/// The table-sync slots (by their name's shape) on a server.
+pub async fn sync_slots(db: &pg::Db) -> Result<Vec<String>, OpError> {
+    let q = "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'pg\\_%\\_sync\\_%'";
+    Ok(db.rows("find table-sync slots", q, &[]).await?.iter().map(|r| r.get(0)).collect())
+}
+
 /// What one group's primary holds.
 struct Seen {
     sysid: u64,
@@ -90,16 +96,7 @@ async fn read(sh: &Sharded<'_>, g: &str, timeout: Duration) -> Result<Seen, OpEr
             (kind, r.get::<_, String>(1))
         })
         .collect();
-    let sync_slots = db
-        .rows(
-            "find table-sync slots",
-            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'pg\\_%\\_sync\\_%'",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let sync_slots = sync_slots(&db).await?;
     Ok(Seen { sysid: system_id(&sysid), subscriptions, moves, sync_slots })
 }
 

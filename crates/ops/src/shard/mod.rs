@@ -121,9 +121,15 @@ impl<'s> Sharded<'s> {
 
     /// A session on a data group's primary, in the sharding database.
     pub async fn group_db(&self, group: &str, d: Duration) -> Result<Db, OpError> {
-        Db::open(&self.group(group)?.primary_target(), &self.database, d)
+        self.db_of(self.group(group)?, d).await
+    }
+
+    /// A session on `g`'s primary (a group as loaded by the caller, which
+    /// may be newer than this one's), in the sharding database.
+    pub async fn db_of(&self, g: &Group, d: Duration) -> Result<Db, OpError> {
+        Db::open(&g.primary_target(), &self.database, d)
             .await
-            .map_err(|e| failed(format!("group {group} of {}: {e}", self.name)))
+            .map_err(|e| failed(format!("group {} of {}: {e}", g.name, self.name)))
     }
 }
 

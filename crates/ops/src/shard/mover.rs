@@ -276,9 +276,7 @@ async fn changed_primary(sh: &Sharded<'_>, mv: &MoveRow, e: OpError) -> OpError 
 /// slot on it may be a stale copy kept by pg_rewind, and is not trusted.
 async fn primary_id(sh: &Sharded<'_>, g: &Group, d: Duration) -> Result<String, OpError> {
     // The group as just loaded (`sh` may name an earlier primary).
-    let db = Db::open(&g.primary_target(), &sh.database, d)
-        .await
-        .map_err(|e| failed(format!("group {} of {}: {e}", g.name, sh.name)))?;
+    let db = sh.db_of(g, d).await?;
     let tl: i32 = db
         .one(
             "read the primary's timeline",
@@ -400,17 +398,7 @@ async fn drop_source(s: &Db, name: &str, sub: Option<(u32, u64)>, o: &Opts) -> R
     s.exec("drop the publication", &sql::drop_source_side(name)).await?;
     leftovers::drop_slot(s, name, o.timeout).await?;
     let Some(sub) = sub else { return Ok(()) };
-    let syncs: Vec<String> = s
-        .rows(
-            "find the table-sync slots",
-            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE 'pg\\_%\\_sync\\_%'",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get::<_, String>(0))
-        .filter(|n| leftovers::sync_slot(n) == Some(sub))
-        .collect();
+    let syncs = leftovers::sync_slots(s).await?.into_iter().filter(|n| leftovers::sync_slot(n) == Some(sub));
     for n in syncs {
         leftovers::drop_slot(s, &n, o.timeout).await?;
     }
